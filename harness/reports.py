@@ -40,6 +40,8 @@ def report_rows(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
             threshold = result.thresholds.get(metric)
             if result.error:
                 status = "error"
+            elif not result.metrics:
+                status = "predicted"
             elif threshold is None:
                 status = "pass" if not result.failures else "fail"
             else:
@@ -55,6 +57,7 @@ def report_rows(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
                     "score": score,
                     "threshold": threshold,
                     "status": status,
+                    "examples": result.n_selected,
                     "examples_scored": result.n_scored,
                     "rows_skipped": result.n_skipped,
                     "model": result.model,

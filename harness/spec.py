@@ -25,7 +25,8 @@ from harness.errors import SpecError
 from harness.tasks import TASKS, get_task
 from harness.tasks.base import ClassificationTask
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+# \Z rather than $, because $ also matches before a trailing newline.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 TIERS = ("smoke", "full")
 NORMALIZATIONS = ("none", "tokens", "chars")
 METHODS = {"hf-causal": ("loglikelihood",), "hf-classifier": ("classifier",)}
@@ -199,7 +200,23 @@ def _model(check: _Checker, name: Any, raw: Any) -> ModelConfig:
     if not isinstance(options, dict):
         raise check.fail(key + ("options",), "expected a mapping")
     values = {**raw, "labels": labels, "options": options}
+    if "path" in raw:
+        values["path"] = _model_path(check.path, raw["path"])
     return ModelConfig(name=name, **values)
+
+
+def _model_path(spec_path: Path, value: str) -> str:
+    """Resolve a filesystem path against the spec's folder; leave hub ids ("org/name") alone.
+
+    A value is a filesystem path when it starts with "/", "./", "../" or "~", or when it
+    names an existing folder relative to the spec.
+    """
+    if value.startswith(("/", "./", "../", "~")):
+        return str((spec_path.parent / Path(value).expanduser()).resolve())
+    beside_spec = spec_path.parent / value
+    if beside_spec.exists():
+        return str(beside_spec.resolve())
+    return value
 
 
 def _check_prompt(check: _Checker, key: tuple, prompt: Any, task: ClassificationTask) -> str:
@@ -320,9 +337,12 @@ def _case(
     ):
         raise check.fail(key + ("marks",), "expected a list of pytest mark names")
 
-    case_id = raw.get("id") or "-".join(
-        [task_name, split_name, model_name] + ([f"{shots}shot"] if shots else [])
-    )
+    if "id" in raw:
+        case_id = check.text(raw["id"], key + ("id",))
+    else:
+        case_id = "-".join(
+            [task_name, split_name, model_name] + ([f"{shots}shot"] if shots else [])
+        )
     if not ID_PATTERN.match(case_id):
         raise check.fail(
             key + ("id",),

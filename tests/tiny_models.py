@@ -26,11 +26,15 @@ def corpus_characters() -> list[str]:
     for task in TASKS.values():
         text.append(task.prompt)
         text.extend(label.verbalizer + label.name + label.id for label in task.labels)
-    text.append("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ，。？！：；、_[]{}\"' \n")
+    text.append(
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ，。？！：；、_[]{}\"' \n"
+    )
     return sorted(set("".join(text)))
 
 
-def char_tokenizer(folder: Path, *, bos: bool = True, cls_sep: bool = False) -> PreTrainedTokenizerFast:
+def char_tokenizer(
+    folder: Path, *, bos: bool = True, cls_sep: bool = False
+) -> PreTrainedTokenizerFast:
     """Save a character-level tokenizer into `folder` and return it."""
     vocab = {token: index for index, token in enumerate(SPECIALS)}
     for char in corpus_characters():
@@ -61,6 +65,10 @@ def char_tokenizer(folder: Path, *, bos: bool = True, cls_sep: bool = False) -> 
         sep_token="[SEP]",
         mask_token="[MASK]",
         padding_side="left" if bos else "right",
+        # A pair encoder needs segment ids, which a bare tokenizers backend leaves out by default.
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"]
+        if cls_sep
+        else ["input_ids", "attention_mask"],
     )
     tokenizer.save_pretrained(folder)
     return tokenizer
@@ -83,14 +91,20 @@ def bpe_tokenizer(folder: Path, corpus: list[str]) -> PreTrainedTokenizerFast:
         single="<bos> $A", special_tokens=[("<bos>", backend.token_to_id("<bos>"))]
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+        tokenizer_object=backend,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
         padding_side="left",
     )
     tokenizer.save_pretrained(folder)
     return tokenizer
 
 
-def tiny_llama(folder: Path, tokenizer: PreTrainedTokenizerFast, *, seed: int = 0, dtype=None) -> Path:
+def tiny_llama(
+    folder: Path, tokenizer: PreTrainedTokenizerFast, *, seed: int = 0, dtype=None
+) -> Path:
     """Save a 2-layer random Llama next to `tokenizer` in `folder`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -116,7 +130,9 @@ def tiny_llama(folder: Path, tokenizer: PreTrainedTokenizerFast, *, seed: int = 
     return folder
 
 
-def tiny_gemma3(folder: Path, tokenizer: PreTrainedTokenizerFast, *, sliding_window: int = 8, seed: int = 0) -> Path:
+def tiny_gemma3(
+    folder: Path, tokenizer: PreTrainedTokenizerFast, *, sliding_window: int = 8, seed: int = 0
+) -> Path:
     """Save a random Gemma3 text model whose sliding window is shorter than the prompts."""
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
@@ -131,7 +147,12 @@ def tiny_gemma3(folder: Path, tokenizer: PreTrainedTokenizerFast, *, sliding_win
         num_key_value_heads=1,
         head_dim=16,
         sliding_window=sliding_window,
-        layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+        layer_types=[
+            "sliding_attention",
+            "sliding_attention",
+            "full_attention",
+            "sliding_attention",
+        ],
         max_position_embeddings=512,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -142,7 +163,9 @@ def tiny_gemma3(folder: Path, tokenizer: PreTrainedTokenizerFast, *, sliding_win
     return folder
 
 
-def tiny_classifier(folder: Path, labels: list[str] | None, *, num_labels: int | None = None, seed: int = 0) -> Path:
+def tiny_classifier(
+    folder: Path, labels: list[str] | None, *, num_labels: int | None = None, seed: int = 0
+) -> Path:
     """Save a random BERT sequence classifier whose id2label lists `labels`."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -150,7 +173,14 @@ def tiny_classifier(folder: Path, labels: list[str] | None, *, num_labels: int |
     torch.manual_seed(seed)
     tokenizer = char_tokenizer(folder, bos=False, cls_sep=True)
     size = len(labels) if labels is not None else num_labels
-    kwargs = {"id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}} if labels else {}
+    kwargs = (
+        {
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: i for i, name in enumerate(labels)},
+        }
+        if labels
+        else {}
+    )
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

@@ -56,6 +56,15 @@ def _cache_rows(cache: Any, index: Any) -> Any:
     return rows
 
 
+def _upcast(logits: Any) -> Any:
+    """Return logits in float32, or unchanged when the model computes in float64."""
+    import torch
+
+    if logits.dtype == torch.float64:
+        return logits
+    return logits.float()
+
+
 class HFCausalLM(Backend):
     kind = "hf-causal"
 
@@ -220,7 +229,7 @@ class HFCausalLM(Backend):
             use_cache=bool(multi),
             logits_to_keep=1,
         )
-        first = torch.log_softmax(output.logits[:, -1, :].float(), dim=-1).cpu()
+        first = torch.log_softmax(_upcast(output.logits[:, -1, :]), dim=-1).cpu()
 
         totals = [
             [float(first[row, ids[0]]) for ids in choices]
@@ -271,7 +280,7 @@ class HFCausalLM(Backend):
             cache_position=torch.arange(width, width + length, device=self.device),
             use_cache=True,
         )
-        logprobs = torch.log_softmax(output.logits.float(), dim=-1).cpu()
+        logprobs = torch.log_softmax(_upcast(output.logits), dim=-1).cpu()
         picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * cont_mask
         return picked.sum(dim=1).tolist()
 

@@ -55,9 +55,7 @@ class HFSequenceClassifier(Backend):
         self.device = select_device(config.device)
         self.model.to(self.device).eval()
         self.torch = torch
-        self.max_length = config.max_length or min(
-            512, int(getattr(self.tokenizer, "model_max_length", 512) or 512)
-        )
+        self.max_length = config.max_length or self._default_max_length()
         self._labels = self._read_head_labels()
         self.load_seconds = time.perf_counter() - started
         logger.info("loaded %s (%s) in %.1f s", config.name, source, self.load_seconds)
@@ -65,6 +63,18 @@ class HFSequenceClassifier(Backend):
     @property
     def identity(self) -> dict[str, Any]:
         return {**super().identity, **self.source_facts}
+
+    def _default_max_length(self) -> int:
+        """Return 512, or the tokenizer's or the position embeddings' limit when lower.
+
+        A tokenizer saved without `model_max_length` reports about 1e30, so the model's
+        `max_position_embeddings` must cap the length too.
+        """
+        limit = min(512, int(getattr(self.tokenizer, "model_max_length", 512) or 512))
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and 0 < positions < limit:
+            limit = positions
+        return limit
 
     def _read_head_labels(self) -> list[str]:
         size = int(self.model.config.num_labels)

@@ -7,6 +7,7 @@ Blank lines are not records and are skipped; every error names the file and the 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from dataclasses import dataclass
@@ -33,13 +34,17 @@ def read_text(path: Path) -> str:
     except OSError as error:
         raise DataError(path, f"cannot read file: {error.strerror}") from None
 
+    # The BOM is stripped here because the "utf-8-sig" codec reports error offsets relative
+    # to the text after the BOM, which would shift the byte offset and the line number.
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        return raw.decode("utf-8-sig")
+        return raw[bom:].decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
+        start = bom + error.start
+        line = raw[:start].count(b"\n") + 1
         raise DataError(
             path,
-            f"invalid UTF-8 at byte {error.start}",
+            f"invalid UTF-8 at byte {start}",
             line=line,
             hint="Convert the file to UTF-8",
         ) from None

@@ -279,7 +279,7 @@ class ClueSession:
             threshold = "—" if row["threshold"] is None else f"{row['threshold']:.4f}"
             terminalreporter.write_line(
                 f"{row['case']:<{width}}  {row['metric']:<9} {score:>7}  min {threshold:>7}  "
-                f"{row['status'].upper():<5}  n={row['examples_scored']}"
+                f"{row['status'].upper():<9}  n={row['examples_scored'] or row['examples']}"
             )
         json_path, markdown_path = self.report_paths
         terminalreporter.write_line(f"reports: {markdown_path} and {json_path}")
