@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
-import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,68 +19,36 @@ from harness.backends import BACKEND_KINDS
 from harness.backends.base import ModelConfig
 from harness.backends.loading import DTYPES
 from harness.backends.packaged import PACKAGED
+from harness.cases import (
+    DEFAULT_SEED,
+    DEFAULT_SMOKE_SIZE,
+    ID_PATTERN,
+    TIERS,
+    CaseConfig,
+    SpecChecker,
+)
 from harness.errors import SpecError
+from harness.evaluators import evaluator_for
 from harness.tasks import TASKS, get_task
-from harness.tasks.base import ClassificationTask
 
-# \Z rather than $, because $ also matches before a trailing newline.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+\Z")
-TIERS = ("smoke", "full")
-NORMALIZATIONS = ("none", "tokens", "chars")
-METHODS = {"hf-causal": ("loglikelihood",), "hf-classifier": ("classifier",)}
-DEFAULT_SEED = 1234
-DEFAULT_SMOKE_SIZE = 200
+__all__ = ["DEFAULT_SEED", "DEFAULT_SMOKE_SIZE", "CaseConfig", "Spec", "load_spec"]
 
 TOP_KEYS = ("data_root", "defaults", "models", "cases")
 DEFAULT_KEYS = ("tier", "smoke_size", "seed", "shots", "length_normalization")
-CASE_KEYS = (
+COMMON_CASE_KEYS = (
     "id",
     "task",
     "split",
     "model",
     "method",
-    "shots",
     "seed",
-    "fewshot_split",
     "tier",
     "limit",
     "smoke_size",
     "thresholds",
-    "prompt",
-    "verbalizers",
-    "length_normalization",
     "marks",
 )
 MODEL_KEYS = tuple(item.name for item in dataclasses.fields(ModelConfig) if item.name != "name")
-
-
-@dataclass(frozen=True)
-class CaseConfig:
-    """One case of a spec: a task split scored by one model, with its thresholds."""
-
-    id: str
-    task: str
-    split: str
-    model: str
-    method: str
-    spec_path: str
-    spec_line: int | None = None
-    spec_index: int = 0
-    shots: int = 0
-    seed: int = DEFAULT_SEED
-    fewshot_split: str | None = None
-    tier: str = "smoke"
-    limit: int | None = None
-    smoke_size: int = DEFAULT_SMOKE_SIZE
-    thresholds: dict[str, float] = field(default_factory=dict)
-    prompt: str | None = None
-    verbalizers: dict[str, str] = field(default_factory=dict)
-    length_normalization: str = "none"
-    marks: tuple[str, ...] = ()
-
-    @property
-    def labelled(self) -> bool:
-        return get_task(self.task).split(self.split).labelled
 
 
 @dataclass(frozen=True)
@@ -116,59 +82,7 @@ def _line_index(text: str) -> dict[tuple, int]:
     return lines
 
 
-def _path_text(path: tuple) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-class _Checker:
-    """Raise SpecErrors that carry the file and line of a key path."""
-
-    def __init__(self, path: Path, lines: dict[tuple, int]) -> None:
-        self.path = path
-        self.lines = lines
-
-    def fail(self, key: tuple, problem: str, hint: str | None = None) -> SpecError:
-        line = None
-        for depth in range(len(key), -1, -1):
-            if key[:depth] in self.lines:
-                line = self.lines[key[:depth]]
-                break
-        return SpecError(self.path, _path_text(key), problem, line=line, hint=hint)
-
-    def mapping(self, value: Any, key: tuple, allowed: tuple[str, ...]) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, found {type(value).__name__}")
-        for name in value:
-            if name not in allowed:
-                close = difflib.get_close_matches(str(name), allowed, n=1)
-                hint = (
-                    f"Did you mean '{close[0]}'?"
-                    if close
-                    else f"Allowed keys: {', '.join(allowed)}"
-                )
-                raise self.fail(key + (name,), "unknown key", hint)
-        return value
-
-    def integer(self, value: Any, key: tuple, minimum: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"expected an integer >= {minimum}, found {value!r}")
-        return value
-
-    def choice(self, value: Any, key: tuple, allowed: tuple[str, ...]) -> str:
-        if value not in allowed:
-            raise self.fail(key, f"invalid value {value!r}", f"Use one of: {', '.join(allowed)}")
-        return value
-
-    def text(self, value: Any, key: tuple) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"expected a non-empty string, found {value!r}")
-        return value
-
-
-def _model(check: _Checker, name: Any, raw: Any) -> ModelConfig:
+def _model(check: SpecChecker, name: Any, raw: Any) -> ModelConfig:
     key = ("models", name)
     if not isinstance(name, str) or not ID_PATTERN.match(name):
         raise check.fail(key, "model names may use only ASCII letters, digits, '_', '.' and '-'")
@@ -219,29 +133,13 @@ def _model_path(spec_path: Path, value: str) -> str:
     return value
 
 
-def _check_prompt(check: _Checker, key: tuple, prompt: Any, task: ClassificationTask) -> str:
-    check.text(prompt, key)
-    known = set(task.prompt_variables_names())
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None]
-    except ValueError as error:
-        raise check.fail(
-            key, f"invalid template: {error}", "Write literal braces as {{ and }}"
-        ) from None
-    for name in names:
-        if name not in known:
-            raise check.fail(
-                key, f"unknown placeholder {{{name}}}", f"Known: {', '.join(sorted(known))}"
-            )
-    return prompt
-
-
 def _case(
-    check: _Checker, index: int, raw: Any, defaults: dict, models: dict[str, ModelConfig]
+    check: SpecChecker, index: int, raw: Any, defaults: dict, models: dict[str, ModelConfig]
 ) -> CaseConfig:
     key = ("cases", index)
-    raw = check.mapping(raw, key, CASE_KEYS)
-    for required in ("task", "split", "model"):
+    if not isinstance(raw, dict):
+        raise check.fail(key, f"expected a mapping, found {type(raw).__name__}")
+    for required in ("task", "model"):
         if required not in raw:
             raise check.fail(key, f"missing key '{required}'")
 
@@ -254,9 +152,18 @@ def _case(
             f"Did you mean '{close[0]}'?" if close else f"Known: {', '.join(TASKS)}",
         )
     task = get_task(task_name)
+    evaluator = evaluator_for(task)
+    check.mapping(raw, key, COMMON_CASE_KEYS + evaluator.case_keys)
+
     split_names = tuple(split.name for split in task.splits)
-    split_name = check.choice(str(raw["split"]), key + ("split",), split_names)
-    split = task.split(split_name)
+    if split_names:
+        if "split" not in raw:
+            raise check.fail(key, "missing key 'split'", f"Use one of: {', '.join(split_names)}")
+        split_name = check.choice(str(raw["split"]), key + ("split",), split_names)
+        labelled = evaluator.split_labelled(task, split_name)
+    else:
+        split_name = ""
+        labelled = True
 
     model_name = raw["model"]
     if model_name not in models:
@@ -266,70 +173,51 @@ def _case(
             f"Define it under models: (defined: {', '.join(models) or 'none'})",
         )
     model = models[model_name]
-    methods = METHODS[model.backend]
+    methods = evaluator.methods.get(model.backend, ())
+    if not methods:
+        supported = ", ".join(evaluator.methods) or "none"
+        raise check.fail(
+            key + ("model",),
+            f"backend '{model.backend}' of model '{model_name}' cannot score {task.family} tasks",
+            f"Use a model with one of these backends: {supported}",
+        )
     method = check.choice(raw.get("method", methods[0]), key + ("method",), methods)
 
     merged = {**defaults, **raw}
-    shots = check.integer(merged.get("shots", 0), key + ("shots",))
-    if shots and method != "loglikelihood":
-        raise check.fail(key + ("shots",), "few-shot examples apply only to method 'loglikelihood'")
-    fewshot_split = raw.get("fewshot_split")
-    if fewshot_split is not None:
-        check.choice(fewshot_split, key + ("fewshot_split",), split_names)
-        if not task.split(fewshot_split).labelled:
-            raise check.fail(key + ("fewshot_split",), "few-shot examples need a labelled split")
-
-    default_tier = "smoke" if split.labelled else "full"
+    default_tier = "smoke" if labelled else "full"
     tier = check.choice(
-        raw.get("tier", defaults.get("tier", default_tier) if split.labelled else default_tier),
+        raw.get("tier", defaults.get("tier", default_tier) if labelled else default_tier),
         key + ("tier",),
         TIERS,
     )
     limit = raw.get("limit")
-    if not split.labelled:
-        if tier != "full" or limit is not None:
-            raise check.fail(
-                key + ("tier" if tier != "full" else "limit",),
-                f"split '{split_name}' is a test split: every row is predicted for the submission",
-                "Remove tier/limit from this case",
-            )
+    if not labelled and (tier != "full" or limit is not None):
+        raise check.fail(
+            key + ("tier" if tier != "full" else "limit",),
+            f"split '{split_name}' is a test split: every row is predicted for the submission",
+            "Remove tier/limit from this case",
+        )
     if limit is not None:
         check.integer(limit, key + ("limit",), minimum=1)
 
     thresholds = raw.get("thresholds", {})
     check.mapping(thresholds, key + ("thresholds",), task.metrics)
-    if thresholds and not split.labelled:
+    if thresholds and not labelled:
         raise check.fail(
             key + ("thresholds",),
             f"split '{split_name}' has hidden labels, so no score can be checked",
             "Remove the thresholds, or score a labelled split such as dev",
         )
     for metric, value in thresholds.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 <= value <= task_scale(task, metric)
+        ):
             raise check.fail(
-                key + ("thresholds", metric), f"expected a number in [0, 1], found {value!r}"
+                key + ("thresholds", metric),
+                f"expected a number in [0, {task_scale(task, metric):g}], found {value!r}",
             )
-
-    prompt = raw.get("prompt")
-    if prompt is not None:
-        _check_prompt(check, key + ("prompt",), prompt, task)
-    verbalizers = raw.get("verbalizers", {})
-    check.mapping(
-        {str(k): v for k, v in verbalizers.items()}
-        if isinstance(verbalizers, dict)
-        else verbalizers,
-        key + ("verbalizers",),
-        tuple(task.label_ids),
-    )
-    verbalizers = {
-        str(label): check.text(word, key + ("verbalizers", label))
-        for label, word in verbalizers.items()
-    }
-    words = [verbalizers.get(label.id, label.verbalizer) for label in task.labels]
-    if len(set(words)) != len(words):
-        raise check.fail(
-            key + ("verbalizers",), "two labels share a verbalizer, so they cannot be told apart"
-        )
 
     marks = raw.get("marks", [])
     if not isinstance(marks, list) or not all(
@@ -337,12 +225,13 @@ def _case(
     ):
         raise check.fail(key + ("marks",), "expected a list of pytest mark names")
 
+    family_values = evaluator.validate_case(check, key, raw, merged, task, method)
+    shots = family_values.get("shots", 0)
     if "id" in raw:
         case_id = check.text(raw["id"], key + ("id",))
     else:
-        case_id = "-".join(
-            [task_name, split_name, model_name] + ([f"{shots}shot"] if shots else [])
-        )
+        parts = [task_name, split_name, model_name] + ([f"{shots}shot"] if shots else [])
+        case_id = "-".join(part for part in parts if part)
     if not ID_PATTERN.match(case_id):
         raise check.fail(
             key + ("id",),
@@ -358,24 +247,21 @@ def _case(
         spec_path=str(check.path),
         spec_line=check.lines.get(key),
         spec_index=index,
-        shots=shots,
         seed=check.integer(merged.get("seed", DEFAULT_SEED), key + ("seed",)),
-        fewshot_split=fewshot_split,
         tier=tier,
         limit=limit,
         smoke_size=check.integer(
             merged.get("smoke_size", DEFAULT_SMOKE_SIZE), key + ("smoke_size",), minimum=1
         ),
         thresholds={metric: float(value) for metric, value in thresholds.items()},
-        prompt=prompt,
-        verbalizers=verbalizers,
-        length_normalization=check.choice(
-            merged.get("length_normalization", "none"),
-            key + ("length_normalization",),
-            NORMALIZATIONS,
-        ),
         marks=tuple(marks),
+        **family_values,
     )
+
+
+def task_scale(task: Any, metric: str) -> float:
+    """Return the largest value a metric takes: 1 for fractions, 100 for percentages."""
+    return getattr(task, "metric_scales", {}).get(metric, 1.0)
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -397,7 +283,7 @@ def load_spec(path: str | Path) -> Spec:
             line=mark.line + 1 if mark else None,
         ) from None
 
-    check = _Checker(path, lines)
+    check = SpecChecker(path, lines)
     raw = check.mapping(raw if raw is not None else {}, (), TOP_KEYS)
     defaults = check.mapping(raw.get("defaults", {}) or {}, ("defaults",), DEFAULT_KEYS)
     models_raw = check.mapping(

@@ -239,7 +239,7 @@ def test_shots_with_classifier_is_error(tmp_path):
     error, _ = spec_error(tmp_path, text)
 
     assert error.key == "cases[0].shots"
-    assert "only to method 'loglikelihood'" in str(error)
+    assert "do not apply to method 'classifier'" in str(error)
 
 
 def test_non_ascii_id_is_error(tmp_path):

@@ -56,6 +56,51 @@ class ChoiceScores:
     token_counts: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Greedy generation after `prompt`, cut at the first stop string or `max_new_tokens`."""
+
+    prompt: str
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpanRequest:
+    """Extractive question answering: find the answer to `question` inside `context`."""
+
+    question: str
+    context: str
+
+
+@dataclass(frozen=True)
+class SpanAnswer:
+    """An answer cut from the context by character offsets; `start` is -1 for no answer."""
+
+    text: str
+    start: int
+    score: float
+
+
+@dataclass(frozen=True)
+class MultipleChoiceRequest:
+    """Pick one of `choices` for a passage and question (encoder multiple choice)."""
+
+    context: str
+    question: str
+    choices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntitySpan:
+    """A named entity with inclusive character offsets, as CLUENER2020 writes them."""
+
+    type: str
+    start: int
+    end: int
+    text: str
+
+
 class Progress(Protocol):
     def advance(self, count: int) -> None:
         """Record that `count` more examples are done."""
@@ -101,6 +146,44 @@ class Backend:
         raise UnsupportedMethod(
             f"model '{self.config.name}' ({self.kind}) has no classification head; "
             "use backend 'hf-classifier' for method 'classifier'"
+        )
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], progress: Progress = NoProgress()
+    ) -> list[str]:
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) cannot generate text; "
+            "use a causal LM backend for method 'generate'"
+        )
+
+    def extract_answers(
+        self, requests: Sequence[SpanRequest], progress: Progress = NoProgress()
+    ) -> list[SpanAnswer]:
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) has no question-answering head; "
+            "use backend 'hf-qa' for method 'extractive'"
+        )
+
+    def choose(
+        self, requests: Sequence[MultipleChoiceRequest], progress: Progress = NoProgress()
+    ) -> list[list[float]]:
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) has no multiple-choice head; "
+            "use backend 'hf-multiple-choice' for method 'multiple_choice'"
+        )
+
+    def tag(
+        self, texts: Sequence[str], progress: Progress = NoProgress()
+    ) -> list[list[EntitySpan]]:
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) has no token-classification head; "
+            "use backend 'hf-token-classifier' for method 'tagger'"
+        )
+
+    def embed(self, texts: Sequence[str], progress: Progress = NoProgress()) -> Any:
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) does not produce sentence embeddings; "
+            "use backend 'hf-embedding' for similarity checks"
         )
 
     @property

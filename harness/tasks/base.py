@@ -99,6 +99,8 @@ class ClassificationTask:
     metrics: tuple[str, ...] = ("accuracy", "macro_f1")
     boards: tuple[str, ...] = field(default_factory=tuple)
 
+    family = "classification"
+
     @property
     def label_ids(self) -> list[str]:
         return [label.id for label in self.labels]
