@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from harness.backends.base import Backend, ModelConfig
 from harness.errors import BackendError
 
-BACKEND_KINDS = ("hf-causal", "hf-classifier")
+# Backend kind -> "module:Class"; modules are imported on first use, so that importing the
+# harness (and starting pytest) does not import torch.
+BACKENDS = {
+    "hf-causal": "harness.backends.hf_causal:HFCausalLM",
+    "hf-classifier": "harness.backends.hf_classifier:HFSequenceClassifier",
+}
+BACKEND_KINDS = tuple(BACKENDS)
 
 
 def create_backend(config: ModelConfig, cache_root: Path | None = None) -> Backend:
@@ -15,16 +22,11 @@ def create_backend(config: ModelConfig, cache_root: Path | None = None) -> Backe
 
     `cache_root` holds converted GGUF models (default: see `default_cache_root`).
     """
-    # Imports are deferred so that `import harness` stays fast and torch-free.
-    if config.backend == "hf-causal":
-        from harness.backends.hf_causal import HFCausalLM
-
-        return HFCausalLM(config, cache_root)
-    if config.backend == "hf-classifier":
-        from harness.backends.hf_classifier import HFSequenceClassifier
-
-        return HFSequenceClassifier(config, cache_root)
-    raise BackendError(
-        f"model '{config.name}': unknown backend '{config.backend}' "
-        f"(known: {', '.join(BACKEND_KINDS)})"
-    )
+    if config.backend not in BACKENDS:
+        raise BackendError(
+            f"model '{config.name}': unknown backend '{config.backend}' "
+            f"(known: {', '.join(BACKEND_KINDS)})"
+        )
+    module_name, class_name = BACKENDS[config.backend].split(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    return backend_class(config, cache_root)
