@@ -40,7 +40,7 @@ def report_rows(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
             threshold = result.thresholds.get(metric)
             if result.error:
                 status = "error"
-            elif not result.metrics:
+            elif score is None and threshold is None and not result.failures:
                 status = "predicted"
             elif threshold is None:
                 status = "pass" if not result.failures else "fail"
@@ -104,8 +104,12 @@ def _cell(value: Any) -> str:
 
 
 def markdown(
-    rows: Sequence[dict[str, Any]], averages: Sequence[dict[str, Any]], zips: Sequence[str]
+    rows: Sequence[dict[str, Any]],
+    averages: Sequence[dict[str, Any]],
+    zips: Sequence[str],
+    checks: Sequence[tuple[str, dict[str, Any]]] = (),
 ) -> str:
+    """Render the report; `checks` are (case id, check) pairs from `CaseResult.checks`."""
     lines = [
         "# CLUE threshold report",
         "",
@@ -131,6 +135,18 @@ def markdown(
             )
             + " |"
         )
+    if checks:
+        lines += [
+            "",
+            "## Checks",
+            "",
+            "| case | check | value | bound | result |",
+            "|---|---|---|---|---|",
+        ]
+        for case_id, item in checks:
+            cells = (case_id, item["name"], item["value"], item["bound"])
+            status = "PASS" if item["passed"] else "FAIL"
+            lines.append("| " + " | ".join(_cell(value) for value in cells) + f" | {status} |")
     errors = [row for row in rows if row["error"]]
     if errors:
         lines += ["", "## Errors", ""]
@@ -181,8 +197,12 @@ def bundle_submissions(output_dir: Path) -> list[Path]:
 
 
 def write_reports(
-    results: Sequence[CaseResult], output_dir: Path, archives: Sequence[Path]
+    results: Sequence[CaseResult],
+    output_dir: Path,
+    archives: Sequence[Path],
+    submission_problems: Sequence[dict[str, Any]] = (),
 ) -> tuple[Path, Path]:
+    """Write report.json and report.md; `submission_problems` come from harness.submission."""
     rows = report_rows(results)
     averages = board_averages(results)
     zips = [str(path) for path in archives]
@@ -193,10 +213,20 @@ def write_reports(
         "rows": rows,
         "averages": averages,
         "submission_archives": zips,
+        "submission_problems": list(submission_problems),
         "cases": [result.to_dict() for result in ordered(results)],
     }
     json_path = inside(output_dir, "report.json")
     markdown_path = inside(output_dir, "report.md")
     write_json(json_path, summary)
-    write_atomic(markdown_path, markdown(rows, averages, zips))
+    checks = [(result.case_id, item) for result in ordered(results) for item in result.checks]
+    text = markdown(rows, averages, zips, checks)
+    if submission_problems:
+        text += "\n## Submission problems\n\n" + "".join(
+            f"- {item['severity']}: `{item['file']}`"
+            + (f" line {item['line']}" if item["line"] else "")
+            + f": {item['message']}\n"
+            for item in submission_problems
+        )
+    write_atomic(markdown_path, text)
     return json_path, markdown_path

@@ -12,7 +12,8 @@ class CaseResult:
     """Scores, counts and provenance of one evaluated case.
 
     `n_scored` counts rows with a gold label; `n_skipped` counts labelled rows without one
-    (NLI "-" rows), which are left out of every metric.
+    (NLI "-" rows), which are left out of every metric. `checks` lists per-item asserts
+    (similarity pair bounds), each a dict with `name`, `value`, `bound` (text) and `passed`.
     """
 
     case_id: str
@@ -42,6 +43,7 @@ class CaseResult:
     error: str | None = None
     spec_path: str = ""
     spec_index: int = 0
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:

@@ -36,4 +36,5 @@ class CaseRunner:
 
     def run(self, case: CaseConfig, backend: Backend) -> CaseResult:
         task = get_task(case.task)
+        backend.case_label = case.id
         return evaluator_for(task).run(self.context, case, task, backend)

@@ -18,6 +18,11 @@ import yaml
 from harness.backends import BACKEND_KINDS
 from harness.backends.base import ModelConfig
 from harness.backends.loading import DTYPES
+from harness.backends.openai_wire import (
+    ENV_NAME_PATTERN,
+    GENERATION_ENDPOINTS,
+    base_url_problem,
+)
 from harness.backends.packaged import PACKAGED
 from harness.cases import (
     DEFAULT_SEED,
@@ -49,6 +54,17 @@ COMMON_CASE_KEYS = (
     "marks",
 )
 MODEL_KEYS = tuple(item.name for item in dataclasses.fields(ModelConfig) if item.name != "name")
+# Keys of a model that backend "openai" serves over HTTP; `path` is the served model name.
+SERVED_MODEL_KEYS = (
+    "base_url",
+    "api_key_env",
+    "endpoint",
+    "concurrency",
+    "timeout",
+    "max_attempts",
+    "backoff",
+)
+OPENAI_MODEL_KEYS = ("backend", "path", "options") + SERVED_MODEL_KEYS
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,11 @@ def _model(check: SpecChecker, name: Any, raw: Any) -> ModelConfig:
     if "backend" not in raw:
         raise check.fail(key, "missing key 'backend'", f"Use one of: {', '.join(BACKEND_KINDS)}")
     check.choice(raw["backend"], key + ("backend",), BACKEND_KINDS)
+    if raw["backend"] == "openai":
+        return _served_model(check, name, raw)
+    for served_key in SERVED_MODEL_KEYS:
+        if served_key in raw:
+            raise check.fail(key + (served_key,), "applies only to backend 'openai'")
     if ("path" in raw) == ("packaged" in raw):
         raise check.fail(key, "give exactly one of 'path' (folder or hub id) and 'packaged'")
     if "packaged" in raw:
@@ -117,6 +138,65 @@ def _model(check: SpecChecker, name: Any, raw: Any) -> ModelConfig:
     if "path" in raw:
         values["path"] = _model_path(check.path, raw["path"])
     return ModelConfig(name=name, **values)
+
+
+def _served_model(check: SpecChecker, name: str, raw: dict) -> ModelConfig:
+    """Validate a model that an OpenAI-compatible server serves (backend "openai").
+
+    `path` is the model name sent in each request, so it is not resolved as a folder.
+    """
+    key = ("models", name)
+    for item in raw:
+        if item not in OPENAI_MODEL_KEYS:
+            raise check.fail(
+                key + (item,),
+                "does not apply to backend 'openai', which sends requests to a server",
+                f"Keys of a served model: {', '.join(OPENAI_MODEL_KEYS)}",
+            )
+    for required, meaning in (("path", "the served model name"), ("base_url", "the API root")):
+        if required not in raw:
+            raise check.fail(key, f"missing key '{required}' ({meaning})")
+    check.text(raw["path"], key + ("path",))
+
+    base_url = check.text(raw["base_url"], key + ("base_url",))
+    problem = base_url_problem(base_url)
+    if problem:
+        # The URL is not repeated, because it may carry credentials.
+        raise check.fail(
+            key + ("base_url",),
+            f"invalid URL: {problem}",
+            "Write the API root, such as http://127.0.0.1:8080/v1",
+        )
+    api_key_env = raw.get("api_key_env")
+    if api_key_env is not None and (
+        not isinstance(api_key_env, str) or not ENV_NAME_PATTERN.match(api_key_env)
+    ):
+        # The value is not repeated either: it may be the key itself, written by mistake.
+        raise check.fail(
+            key + ("api_key_env",),
+            "expected the name of an environment variable (letters, digits and '_'), "
+            "such as OPENAI_API_KEY",
+            "Never write the key itself into a spec",
+        )
+    check.choice(raw.get("endpoint", "completions"), key + ("endpoint",), GENERATION_ENDPOINTS)
+    for count_key in ("concurrency", "max_attempts"):
+        if count_key in raw:
+            check.integer(raw[count_key], key + (count_key,), minimum=1)
+    seconds = {}
+    for seconds_key, bound in (("timeout", "> 0"), ("backoff", ">= 0")):
+        if seconds_key not in raw:
+            continue
+        value = raw[seconds_key]
+        valid = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not valid or value < 0 or (bound == "> 0" and value == 0):
+            raise check.fail(
+                key + (seconds_key,), f"expected a number of seconds {bound}, found {value!r}"
+            )
+        seconds[seconds_key] = float(value)
+    options = raw.get("options", {})
+    if not isinstance(options, dict):
+        raise check.fail(key + ("options",), "expected a mapping")
+    return ModelConfig(name=name, **{**raw, **seconds, "options": options})
 
 
 def _model_path(spec_path: Path, value: str) -> str:
@@ -230,7 +310,9 @@ def _case(
     if "id" in raw:
         case_id = check.text(raw["id"], key + ("id",))
     else:
-        parts = [task_name, split_name, model_name] + ([f"{shots}shot"] if shots else [])
+        data_parts = list(evaluator.id_parts(raw, family_values))
+        parts = [task_name, *data_parts, split_name, model_name]
+        parts += [f"{shots}shot"] if shots else []
         case_id = "-".join(part for part in parts if part)
     if not ID_PATTERN.match(case_id):
         raise check.fail(

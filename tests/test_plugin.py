@@ -167,6 +167,7 @@ def test_full_tier_writes_submit_zip(suite, models):
                 assert len(lines) == count, name
                 assert all(set(json.loads(line)) == {"id", "label"} for line in lines), name
     assert [row["status"] for row in read_report(suite)["rows"]] == ["predicted"] * 3
+    assert read_report(suite)["submission_problems"] == []
 
 
 def test_stale_outputs_are_removed(suite, models):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from harness.tasks import TASKS
@@ -41,6 +41,8 @@ def char_tokenizer(
         vocab.setdefault(char, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    # Join decoded characters without the space that a WordLevel model puts between tokens.
+    backend.decoder = decoders.Fuse()
     if bos:
         from tokenizers import processors
 
@@ -193,4 +195,43 @@ def tiny_classifier(
         **kwargs,
     )
     BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_bert_head(
+    folder: Path,
+    head: str,
+    *,
+    labels: list[str] | None = None,
+    max_positions: int = 256,
+    seed: int = 0,
+) -> Path:
+    """Save a random 2-layer BERT with the task head `head` (a transformers class name).
+
+    The character tokenizer adds [CLS] and [SEP] and returns character offsets. `labels`
+    names the outputs of a token-classification head.
+    """
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    tokenizer = char_tokenizer(folder, bos=False, cls_sep=True)
+    kwargs = {}
+    if labels is not None:
+        kwargs = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {name: index for index, name in enumerate(labels)},
+        }
+    config = transformers.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+    )
+    getattr(transformers, head)(config).save_pretrained(folder)
     return folder

@@ -13,6 +13,11 @@ from harness.errors import BackendError
 BACKENDS = {
     "hf-causal": "harness.backends.hf_causal:HFCausalLM",
     "hf-classifier": "harness.backends.hf_classifier:HFSequenceClassifier",
+    "hf-qa": "harness.backends.hf_qa:HFQuestionAnswering",
+    "hf-token-classifier": "harness.backends.hf_token_classifier:HFTokenClassifier",
+    "hf-multiple-choice": "harness.backends.hf_multiple_choice:HFMultipleChoice",
+    "openai": "harness.backends.openai_compat:OpenAICompatible",
+    "hf-embedding": "harness.backends.hf_embedding:HFEmbedding",
 }
 BACKEND_KINDS = tuple(BACKENDS)
 

@@ -21,6 +21,13 @@ class ModelConfig:
     carries (see harness.backends.packaged); `gguf_file` selects a GGUF file inside `path`.
     `batch_size` is a number or "auto", which starts at `max_batch_size` and halves on
     out-of-memory errors.
+
+    Backend "openai" (harness.backends.openai_compat) reads `path` as the model name that
+    the server serves, and uses the fields from `base_url` on: the API root ending in /v1,
+    the name of the environment variable that holds the API key (never the key itself),
+    the generation endpoint ("completions" or "chat"), the number of requests in flight,
+    the timeout of one attempt in seconds, the number of attempts per request, and the
+    base delay of the exponential backoff between attempts in seconds.
     """
 
     name: str
@@ -38,6 +45,13 @@ class ModelConfig:
     trust_remote_code: bool = False
     labels: tuple[str, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    endpoint: str = "completions"
+    concurrency: int = 4
+    timeout: float = 60.0
+    max_attempts: int = 5
+    backoff: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,8 @@ class Backend:
     """Base class of every backend; subclasses override the methods they support."""
 
     kind = "base"
+    # The id of the case being evaluated, for log and error messages; the runner sets it.
+    case_label: str | None = None
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -180,9 +196,23 @@ class Backend:
             "use backend 'hf-token-classifier' for method 'tagger'"
         )
 
-    def embed(self, texts: Sequence[str], progress: Progress = NoProgress()) -> Any:
+    def embed(
+        self, texts: Sequence[str], progress: Progress = NoProgress(), *, role: str = "query"
+    ) -> Any:
+        """Return one sentence vector per text, as a (texts, dimensions) array.
+
+        `role` ("query" or "passage") selects the prefix that models such as E5 expect.
+        """
         raise UnsupportedMethod(
             f"model '{self.config.name}' ({self.kind}) does not produce sentence embeddings; "
+            "use backend 'hf-embedding' for similarity checks"
+        )
+
+    def embed_tokens(self, texts: Sequence[str], progress: Progress = NoProgress()) -> list[Any]:
+        """Return one (tokens, dimensions) array of token vectors per text, without
+        special tokens."""
+        raise UnsupportedMethod(
+            f"model '{self.config.name}' ({self.kind}) does not produce token embeddings; "
             "use backend 'hf-embedding' for similarity checks"
         )
 

@@ -6,6 +6,9 @@ position gives every continuation's first token, and multi-token continuations r
 afterwards on copies of its key/value cache. Contexts are left-padded with explicit
 position ids, so an example scores the same alone or inside a padded batch; only the last
 position's logits are computed for the context, which matters for 262k-token vocabularies.
+
+`generate` decodes greedily with a loop of its own (see harness.backends.greedy) rather
+than `model.generate`, so that the checkpoint's generation_config.json cannot change it.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from harness.backends.base import (
     Backend,
     ChoiceRequest,
     ChoiceScores,
+    GenerationRequest,
     ModelConfig,
     NoProgress,
     Progress,
 )
 from harness.backends.batching import run_batches
+from harness.backends.greedy import DecodingRow, decode_greedy
 from harness.backends.loading import (
     default_cache_root,
     load_error,
@@ -91,6 +96,7 @@ class HFCausalLM(Backend):
         self.device = select_device(config.device)
         self.model.to(self.device).eval()
         self.pad_id = self._pad_token_id()
+        self.eos_ids = self._eos_token_ids()
         self.max_length = config.max_length or self._model_max_length()
         self.truncated = 0
         self.torch = torch
@@ -112,6 +118,21 @@ class HFCausalLM(Backend):
             if candidate is not None:
                 return int(candidate)
         return 0
+
+    def _eos_token_ids(self) -> frozenset[int]:
+        """Collect the tokens that end generation: the tokenizer's EOS and generation_config's.
+
+        Chat models often list several, such as Qwen's <|im_end|> and <|endoftext|>.
+        """
+        ids = set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if isinstance(configured, int):
+            ids.add(configured)
+        elif isinstance(configured, (list, tuple)):
+            ids.update(int(token) for token in configured)
+        return frozenset(ids)
 
     def _model_max_length(self) -> int:
         limit = getattr(self.model.config, "max_position_embeddings", None) or 2048
@@ -146,9 +167,26 @@ class HFCausalLM(Backend):
                 f"model '{self.config.name}': a continuation is longer than max_length "
                 f"{self.max_length}"
             )
+        return self._keep_last(context, room)
+
+    def _fit_prompt(self, prompt: list[int], max_new_tokens: int) -> list[int]:
+        """Drop prompt tokens from the left (after BOS) so `max_new_tokens` more fit."""
+        room = self.max_length - max_new_tokens
+        if len(prompt) <= room:
+            return prompt
+        if room < 2:
+            raise BackendError(
+                f"model '{self.config.name}': max_new_tokens {max_new_tokens} leaves no room "
+                f"for the prompt within max_length {self.max_length}; lower max_new_tokens "
+                "or raise the model's max_length"
+            )
+        return self._keep_last(prompt, room)
+
+    def _keep_last(self, ids: list[int], room: int) -> list[int]:
+        """Keep BOS, if `ids` starts with it, and the last tokens up to `room` in all."""
         self.truncated += 1
-        keep_bos = context[:1] if context[0] == self.tokenizer.bos_token_id else []
-        return keep_bos + context[len(context) - (room - len(keep_bos)) :]
+        keep_bos = ids[:1] if ids[0] == self.tokenizer.bos_token_id else []
+        return keep_bos + ids[len(ids) - (room - len(keep_bos)) :]
 
     def loglikelihood(
         self, requests: Sequence[ChoiceRequest], progress: Progress = NoProgress()
@@ -190,15 +228,19 @@ class HFCausalLM(Backend):
                 rows=rows,
                 on_oom=self._empty_cache,
             )
+        self._report_truncated("contexts")
+        return results  # type: ignore[return-value]
+
+    def _report_truncated(self, items: str) -> None:
         if self.truncated:
             logger.warning(
-                "%s: %d contexts were cut from the left to fit max_length %d",
+                "%s: %d %s were cut from the left to fit max_length %d",
                 self.config.name,
                 self.truncated,
+                items,
                 self.max_length,
             )
             self.truncated = 0
-        return results  # type: ignore[return-value]
 
     def _empty_cache(self) -> None:
         if self.device.startswith("cuda"):
@@ -254,24 +296,49 @@ class HFCausalLM(Backend):
         continuations: list[list[list[int]]],
         multi: list[tuple[int, int]],
     ) -> list[float]:
-        """Sum the log-probabilities of tokens 2..n of multi-token continuations."""
+        """Sum the log-probabilities of tokens 2..n of multi-token continuations.
+
+        Continuations are grouped by length, so no position is padded (and no logits are
+        computed for padding, which dominates the cost with a 262k-token vocabulary), and
+        choices of one example that feed the model the same tokens share one row. Groups
+        are cut into chunks that bound the copied key/value rows and the logits kept.
+        """
         torch = self.torch
         width = mask.shape[1]
-        length = max(len(continuations[row][choice]) - 1 for row, choice in multi)
 
-        inputs = torch.full((len(multi), length), self.pad_id, dtype=torch.long)
-        targets = torch.zeros((len(multi), length), dtype=torch.long)
-        cont_mask = torch.zeros((len(multi), length), dtype=torch.long)
-        positions = torch.zeros((len(multi), length), dtype=torch.long)
+        # One model row per (example, input tokens); each keeps the choices it scores.
+        targets_by_row: dict[tuple[int, tuple[int, ...]], list[tuple[int, list[int]]]] = {}
         for index, (row, choice) in enumerate(multi):
             ids = continuations[row][choice]
-            inputs[index, : len(ids) - 1] = torch.tensor(ids[:-1])
-            targets[index, : len(ids) - 1] = torch.tensor(ids[1:])
-            cont_mask[index, : len(ids) - 1] = 1
-            positions[index] = len(contexts[row]) + torch.arange(length)
+            targets_by_row.setdefault((row, tuple(ids[:-1])), []).append((index, ids[1:]))
+        by_length: dict[int, list[tuple[int, tuple[int, ...]]]] = {}
+        for key in targets_by_row:
+            by_length.setdefault(len(key[1]), []).append(key)
 
-        rows = torch.tensor([row for row, _ in multi])
-        full_mask = torch.cat([mask[rows], cont_mask], dim=1)
+        totals = [0.0] * len(multi)
+        for length, keys in sorted(by_length.items()):
+            per_chunk = max(1, min(self.config.max_batch_tokens // (width + length), 512 // length))
+            for start in range(0, len(keys), per_chunk):
+                chunk = keys[start : start + per_chunk]
+                logprobs = self._continuation_logprobs(cache, mask, contexts, chunk, width, length)
+                for position, key in enumerate(chunk):
+                    for index, targets in targets_by_row[key]:
+                        steps = torch.arange(length)
+                        picked = logprobs[position, steps, torch.tensor(targets)]
+                        totals[index] = float(picked.sum())
+        return totals
+
+    def _continuation_logprobs(
+        self, cache: Any, mask: Any, contexts: list[list[int]], keys: list, width: int, length: int
+    ) -> Any:
+        """Run equal-length continuation inputs on copies of their contexts' cache rows."""
+        torch = self.torch
+        rows = torch.tensor([row for row, _ in keys])
+        inputs = torch.tensor([list(ids) for _, ids in keys], dtype=torch.long)
+        positions = torch.stack([len(contexts[row]) + torch.arange(length) for row, _ in keys])
+        full_mask = torch.cat(
+            [mask[rows], torch.ones((len(keys), length), dtype=mask.dtype)], dim=1
+        )
         output = self.model(
             input_ids=inputs.to(self.device),
             attention_mask=full_mask.to(self.device),
@@ -280,9 +347,59 @@ class HFCausalLM(Backend):
             cache_position=torch.arange(width, width + length, device=self.device),
             use_cache=True,
         )
-        logprobs = torch.log_softmax(_upcast(output.logits), dim=-1).cpu()
-        picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * cont_mask
-        return picked.sum(dim=1).tolist()
+        return torch.log_softmax(_upcast(output.logits), dim=-1).cpu()
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], progress: Progress = NoProgress()
+    ) -> list[str]:
+        """Decode greedily after each prompt; the text excludes the stop string and EOS."""
+        rows = []
+        for request in requests:
+            prompt = self.encode_context(request.prompt)
+            if not prompt:
+                raise BackendError(
+                    f"model '{self.config.name}': prompt {request.prompt!r} has no tokens and "
+                    "the tokenizer adds no BOS token; give the case a non-empty prompt"
+                )
+            limit = max(0, request.max_new_tokens)
+            rows.append(DecodingRow(self._fit_prompt(prompt, limit), limit, request.stop))
+        widths = [len(row.prompt) + row.max_new_tokens for row in rows]
+
+        def step(batch: list[int]) -> None:
+            batch_rows = [rows[index] for index in batch]
+            for row in batch_rows:
+                # An out-of-memory retry runs the batch again from the start.
+                row.tokens, row.text = [], None
+            decode_greedy(
+                self.model,
+                batch_rows,
+                pad_id=self.pad_id,
+                eos_ids=self.eos_ids,
+                decode=self._decode_generated,
+                device=self.device,
+                cache_argument=self.cache_argument,
+            )
+            progress.advance(len(batch))
+
+        with self.torch.inference_mode():
+            run_batches(
+                widths,
+                step,
+                batch_size=self.config.batch_size,
+                max_batch_size=self.config.max_batch_size,
+                max_tokens=self.config.max_batch_tokens,
+                on_oom=self._empty_cache,
+            )
+        self._report_truncated("prompts")
+        return [row.text or "" for row in rows]
+
+    def _decode_generated(self, ids: list[int]) -> str:
+        """Decode generated tokens on their own, without special tokens.
+
+        NOTE: SentencePiece tokenizers drop the leading space of the first piece when it is
+        decoded without the prompt, so English output can lose one leading space.
+        """
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def close(self) -> None:
         self.model = None

@@ -89,6 +89,11 @@ class Evaluator:
         """Validate this family's keys of one case and return CaseConfig field values."""
         return {}
 
+    def id_parts(self, raw: dict, values: dict[str, Any]) -> tuple[str, ...]:
+        """Return the parts a default case id puts after the task name, such as the data
+        set a similarity case reads; `values` is what `validate_case` returned."""
+        return ()
+
     def run(self, context: RunContext, case: CaseConfig, task: Any, backend: Backend) -> CaseResult:
         raise NotImplementedError
 

@@ -133,7 +133,11 @@ def validate_prompting(
 
 class ClassificationEvaluator(Evaluator):
     family = "classification"
-    methods = {"hf-causal": ("loglikelihood",), "hf-classifier": ("classifier",)}
+    methods = {
+        "hf-causal": ("loglikelihood",),
+        "hf-classifier": ("classifier",),
+        "openai": ("loglikelihood",),
+    }
     case_keys = ("shots", "fewshot_split", "prompt", "verbalizers", "length_normalization")
 
     def validate_case(self, check, key, raw, merged, task, method):
@@ -228,7 +232,8 @@ class ClassificationEvaluator(Evaluator):
         if case.shots:
             pool_split = case.fewshot_split or task.fewshot_split
             pool = self.load(context, task, pool_split).examples
-            if pool_split == case.split:
+            # Two splits may read one file (clue-diagnostics), so compare files, not names.
+            if task.split(pool_split).filename == task.split(case.split).filename:
                 chosen = {example.index for example in selected}
                 pool = [example for example in pool if example.index not in chosen]
             try:

@@ -25,6 +25,7 @@ from harness.reports import bundle_submissions, ordered, report_rows, write_repo
 from harness.results import CaseResult
 from harness.runner import CaseRunner
 from harness.spec import CaseConfig, Spec, load_spec
+from harness.submission import validate_outputs
 from harness.tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ def junit_properties(result: CaseResult) -> list[tuple[str, str]]:
         (f"clue.threshold.{name}", f"{value:.6f}") for name, value in result.thresholds.items()
     ]
     properties += [
+        (
+            f"clue.check.{item['name']}",
+            f"{item['value']:.6f} {item['bound']}: {'pass' if item['passed'] else 'fail'}",
+        )
+        for item in result.checks
+    ]
+    properties += [
         ("clue.status", "error" if result.error else ("pass" if result.passed else "fail")),
         ("clue.examples_scored", str(result.n_scored)),
         ("clue.rows_skipped", str(result.n_skipped)),
@@ -82,6 +90,7 @@ class ClueSession:
         )
         self.remaining_by_model: Counter[tuple[str, str]] = Counter()
         self.watcher: ProgressWatcher | None = None
+        self.submission_problems: list[dict] = []
 
     # Collection -----------------------------------------------------------------------
 
@@ -234,7 +243,10 @@ class ClueSession:
         results = list(self.results.values())
         self._remove_stale_files(results)
         archives = bundle_submissions(self.settings.output_dir)
-        self.report_paths = write_reports(results, self.settings.output_dir, archives)
+        self.submission_problems = validate_outputs(archives, results)
+        self.report_paths = write_reports(
+            results, self.settings.output_dir, archives, self.submission_problems
+        )
         shutil.rmtree(self.settings.output_dir / ".progress", ignore_errors=True)
 
     def _remove_stale_files(self, results: list[CaseResult]) -> None:
@@ -280,6 +292,12 @@ class ClueSession:
             terminalreporter.write_line(
                 f"{row['case']:<{width}}  {row['metric']:<9} {score:>7}  min {threshold:>7}  "
                 f"{row['status'].upper():<9}  n={row['examples_scored'] or row['examples']}"
+            )
+        for problem in self.submission_problems:
+            location = problem["file"] + (f":{problem['line']}" if problem["line"] else "")
+            terminalreporter.write_line(
+                f"submission {problem['severity']}: {problem['source']}: {location}: "
+                f"{problem['message']}"
             )
         json_path, markdown_path = self.report_paths
         terminalreporter.write_line(f"reports: {markdown_path} and {json_path}")

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from harness.tasks import clue, fewclue
+from harness.tasks import c3, chid, clue, cluener, cmrc, fewclue, similarity
 from harness.tasks.base import ClassificationTask
 
-TASKS: dict[str, ClassificationTask] = {task.name: task for task in (*clue.TASKS, *fewclue.TASKS)}
+TASKS: dict[str, ClassificationTask] = {
+    task.name: task
+    for task in (
+        *clue.TASKS,
+        *fewclue.TASKS,
+        *chid.TASKS,
+        *c3.TASKS,
+        *cluener.TASKS,
+        *cmrc.TASKS,
+        *similarity.TASKS,
+    )
+}
 
 
 def get_task(name: str) -> ClassificationTask:

@@ -1,4 +1,5 @@
-"""CLUE classification tasks: AFQMC, TNEWS, IFLYTEK, CMNLI, OCNLI, CLUEWSC2020 and CSL.
+"""CLUE classification tasks: AFQMC, TNEWS, IFLYTEK, CMNLI, OCNLI, CLUEWSC2020, CSL and the
+CLUE diagnostic NLI set.
 
 Label sets, file names and submission names follow the CLUE README and its 2021-09-04
 submission rules: tasks whose test set was replaced in CLUE 1.1 name their files
@@ -255,4 +256,43 @@ CSL = ClassificationTask(
     boards=(CLASSIFICATION_1_0,),
 )
 
-TASKS = (AFQMC, TNEWS, IFLYTEK, CMNLI, OCNLI, CLUEWSC2020, CSL)
+DIAGNOSTICS_VARIABLES = ("sentence1", "sentence2")
+
+
+def render_diagnostics(data: Mapping[str, Any]) -> dict[str, str]:
+    """Name premise and hypothesis as the NLI prompt does, so OCNLI's prompt applies."""
+    return {"sentence1": data["premise"], "sentence2": data["hypothesis"]}
+
+
+# The diagnostic pairs have no training data, so an NLI model predicts them: one trained on
+# OCNLI or CMNLI, or an LLM with the NLI prompt. Split "test" writes the submission in
+# OCNLI's line format. Split "test_public" reads the same file and scores its labels.
+# NOTE: the label field comes from the HF loader's description, not from a real file, and
+# the name diagnostics_predict.json is not in the official submission rules. Only PyCLUE's
+# diagnostics notebook names the file, and it uses this name.
+DIAGNOSTICS = ClassificationTask(
+    name="clue-diagnostics",
+    benchmark=CLUE,
+    directory="clue_diagnostics",
+    description="CLUE diagnostic NLI pairs covering 9 linguistic phenomena, 3 classes",
+    fields=(Field("premise"), Field("hypothesis")),
+    labels=NLI_LABELS,
+    splits=(
+        Split("test_public", "diagnostics_test.json"),
+        Split(
+            "test",
+            "diagnostics_test.json",
+            labelled=False,
+            submission="diagnostics_predict.json",
+        ),
+    ),
+    prompt=NLI_PROMPT,
+    classifier_text=pair("sentence1", "sentence2"),
+    render=render_diagnostics,
+    render_variables=DIAGNOSTICS_VARIABLES,
+    fewshot_split="test_public",
+    id_field="index",
+    no_gold_marker="-",
+)
+
+TASKS = (AFQMC, TNEWS, IFLYTEK, CMNLI, OCNLI, CLUEWSC2020, CSL, DIAGNOSTICS)
