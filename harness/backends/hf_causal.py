@@ -352,9 +352,10 @@ class HFCausalLM(Backend):
     def generate(
         self, requests: Sequence[GenerationRequest], progress: Progress = NoProgress()
     ) -> list[str]:
-        """Decode greedily after each prompt; the text excludes the stop string and EOS."""
+        """Decode after each prompt, greedily unless the request samples; the text excludes
+        the stop string and EOS."""
         rows = []
-        for request in requests:
+        for index, request in enumerate(requests):
             prompt = self.encode_context(request.prompt)
             if not prompt:
                 raise BackendError(
@@ -362,7 +363,12 @@ class HFCausalLM(Backend):
                     "the tokenizer adds no BOS token; give the case a non-empty prompt"
                 )
             limit = max(0, request.max_new_tokens)
-            rows.append(DecodingRow(self._fit_prompt(prompt, limit), limit, request.stop))
+            row = DecodingRow(self._fit_prompt(prompt, limit), limit, request.stop)
+            if request.sampling is not None:
+                # One seed per request, so a row samples the same tokens in any batch.
+                row.sampling = request.sampling
+                row.seed = (request.sampling.seed * 1_000_003 + index) % 2**63
+            rows.append(row)
         widths = [len(row.prompt) + row.max_new_tokens for row in rows]
 
         def step(batch: list[int]) -> None:
