@@ -21,6 +21,24 @@ TIERS = ("smoke", "full")
 NORMALIZATIONS = ("none", "tokens", "chars")
 DEFAULT_SEED = 1234
 DEFAULT_SMOKE_SIZE = 200
+GATE_KINDS = ("min", "lower_bound", "no_regression")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """A statistical gate on one metric of a case (see harness.gates).
+
+    `threshold` applies to `lower_bound`; `min_effect` (in the metric's units) and `alpha`
+    apply to `no_regression`; `confidence` sets the interval both report.
+    """
+
+    kind: str
+    metric: str
+    threshold: float | None = None
+    confidence: float = 0.95
+    min_effect: float = 0.0
+    alpha: float = 0.05
+    resamples: int = 2000
 
 
 @dataclass(frozen=True)
@@ -28,7 +46,8 @@ class CaseConfig:
     """One case of a spec: a task split scored by one model, with its thresholds.
 
     `shots` to `length_normalization` configure prompting for causal LMs; `options` holds
-    the keys that only one task family understands (see that family's evaluator).
+    the keys that only one task family understands (see that family's evaluator). `gates`
+    are the `lower_bound` and `no_regression` gates; `min` gates are in `thresholds`.
     """
 
     id: str
@@ -51,6 +70,7 @@ class CaseConfig:
     length_normalization: str = "none"
     marks: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    gates: tuple[GateConfig, ...] = ()
 
     @property
     def labelled(self) -> bool:

@@ -1,8 +1,8 @@
-"""The threshold report (Markdown and JSON) and the submission zips, built from case results.
+"""The threshold report (Markdown, JSON and HTML) and the submission zips, from case results.
 
-One report row per checked metric of a case: the metrics that have thresholds, or the
-case's main metric when it has none. Rows follow the spec's case order, never the order in
-which xdist workers finished.
+One report row per checked metric and gate of a case (harness.gates): the metrics that have
+thresholds or gates, or the case's main metric when it has neither. Rows follow the spec's
+case order, never the order in which xdist workers finished.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.html_report import write_html_report
 from harness.metrics.classification import classification_average
 from harness.outputs import inside, write_atomic, write_json, zip_folder
 from harness.results import CaseResult
@@ -31,17 +32,49 @@ def ordered(results: Sequence[CaseResult]) -> list[CaseResult]:
     return sorted(results, key=lambda result: (result.spec_path, result.spec_index, result.case_id))
 
 
+GATE_FIELDS = (
+    "low",
+    "high",
+    "confidence",
+    "interval",
+    "baseline",
+    "delta",
+    "delta_low",
+    "delta_high",
+    "p_value",
+    "test",
+    "min_effect",
+    "alpha",
+    "note",
+)
+
+
+def _gate_columns(result: CaseResult, outcome: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a row's gate fields: the gate kind, interval, baseline, delta and p-value."""
+    if outcome is None:
+        return {"gate": None, **dict.fromkeys(GATE_FIELDS)}
+    return {"gate": outcome["kind"], **{name: outcome.get(name) for name in GATE_FIELDS}}
+
+
 def report_rows(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
+    """Return one row per checked metric and gate (harness.gates), in spec order."""
     rows = []
     for result in ordered(results):
-        metrics = list(result.thresholds) or [result.main_metric]
-        for metric in metrics:
+        if result.gates and not result.error:
+            sources = [(outcome["metric"], outcome) for outcome in result.gates]
+        else:
+            sources = [(metric, None) for metric in list(result.thresholds) or [result.main_metric]]
+        for metric, outcome in sources:
             score = result.metrics.get(metric)
             threshold = result.thresholds.get(metric)
+            if outcome is not None:
+                threshold = outcome["threshold"]
             if result.error:
                 status = "error"
             elif score is None and threshold is None and not result.failures:
                 status = "predicted"
+            elif outcome is not None and outcome["kind"] != "none":
+                status = "pass" if outcome["passed"] else "fail"
             elif threshold is None:
                 status = "pass" if not result.failures else "fail"
             else:
@@ -60,10 +93,12 @@ def report_rows(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
                     "examples": result.n_selected,
                     "examples_scored": result.n_scored,
                     "rows_skipped": result.n_skipped,
+                    "examples_cached": result.n_cached,
                     "model": result.model,
                     "data_file": result.data_file,
                     "data_sha256": result.data_sha256,
                     "error": result.error,
+                    **_gate_columns(result, outcome),
                 }
             )
     return rows
@@ -103,6 +138,25 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _gate_cell(row: dict[str, Any]) -> str | None:
+    gate = row.get("gate")
+    if gate == "no_regression":
+        return f"no_regression (min effect {row['min_effect']:g}, alpha {row['alpha']:g})"
+    if gate == "lower_bound":
+        return f"lower_bound ({row['confidence']:.0%})"
+    return gate if gate != "none" else None
+
+
+def _interval_cell(
+    low: float | None, high: float | None, method: str | None, signed: bool = False
+) -> str | None:
+    if low is None or high is None:
+        return None
+    form = "+.4f" if signed else ".4f"
+    text = f"[{low:{form}}, {high:{form}}]"
+    return f"{text} {method}" if method else text
+
+
 def markdown(
     rows: Sequence[dict[str, Any]],
     averages: Sequence[dict[str, Any]],
@@ -113,8 +167,9 @@ def markdown(
     lines = [
         "# CLUE threshold report",
         "",
-        "| case | metric | score | threshold | result | examples scored | rows skipped | model | data sha256 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | metric | gate | score | interval | threshold | result | baseline | delta "
+        "| delta interval | p | examples scored | rows skipped | model | data sha256 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
@@ -124,9 +179,15 @@ def markdown(
                 for value in (
                     row["case"],
                     row["metric"],
+                    _gate_cell(row),
                     row["score"],
+                    _interval_cell(row.get("low"), row.get("high"), row.get("interval")),
                     row["threshold"],
                     row["status"].upper(),
+                    row.get("baseline"),
+                    None if row.get("delta") is None else f"{row['delta']:+.4f}",
+                    _interval_cell(row.get("delta_low"), row.get("delta_high"), None, signed=True),
+                    None if row.get("p_value") is None else f"{row['p_value']:.4g}",
                     row["examples_scored"],
                     row["rows_skipped"],
                     row["model"],
@@ -147,6 +208,10 @@ def markdown(
             cells = (case_id, item["name"], item["value"], item["bound"])
             status = "PASS" if item["passed"] else "FAIL"
             lines.append("| " + " | ".join(_cell(value) for value in cells) + f" | {status} |")
+    noted = [row for row in rows if row.get("note")]
+    if noted:
+        lines += ["", "## Notes", ""]
+        lines += [f"- `{row['case']}` {row['metric']}: {row['note']}" for row in noted]
     errors = [row for row in rows if row["error"]]
     if errors:
         lines += ["", "## Errors", ""]
@@ -201,8 +266,11 @@ def write_reports(
     output_dir: Path,
     archives: Sequence[Path],
     submission_problems: Sequence[dict[str, Any]] = (),
+    run: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Write report.json and report.md; `submission_problems` come from harness.submission."""
+    """Write report.json, report.md and report.html; `submission_problems` come from
+    harness.submission, `run` (shard, case count, spec digests; harness.plugin.sharding)
+    goes into report.json."""
     rows = report_rows(results)
     averages = board_averages(results)
     zips = [str(path) for path in archives]
@@ -215,6 +283,7 @@ def write_reports(
         "submission_archives": zips,
         "submission_problems": list(submission_problems),
         "cases": [result.to_dict() for result in ordered(results)],
+        "run": run,
     }
     json_path = inside(output_dir, "report.json")
     markdown_path = inside(output_dir, "report.md")
@@ -229,4 +298,5 @@ def write_reports(
             for item in submission_problems
         )
     write_atomic(markdown_path, text)
+    write_html_report(ordered(results), rows, output_dir)
     return json_path, markdown_path

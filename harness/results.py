@@ -12,8 +12,13 @@ class CaseResult:
     """Scores, counts and provenance of one evaluated case.
 
     `n_scored` counts rows with a gold label; `n_skipped` counts labelled rows without one
-    (NLI "-" rows), which are left out of every metric. `checks` lists per-item asserts
+    (NLI "-" rows), which are left out of every metric. `n_cached` counts the backend
+    requests answered from the prediction cache: one per example for classification, one
+    per distinct text and role for similarity. `checks` lists per-item asserts
     (similarity pair bounds), each a dict with `name`, `value`, `bound` (text) and `passed`.
+    `per_example` holds the per-example values that intervals and paired tests resample
+    (harness.metrics.per_example); `gates` holds one outcome per checked metric and gate
+    (harness.gates); `repeats` summarises the reruns of a case that samples its outputs.
     """
 
     case_id: str
@@ -44,6 +49,12 @@ class CaseResult:
     spec_path: str = ""
     spec_index: int = 0
     checks: list[dict[str, Any]] = field(default_factory=list)
+    n_cached: int = 0
+    per_example: dict[str, Any] | None = None
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    baseline_file: str | None = None
+    repeats: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:

@@ -34,11 +34,12 @@ from harness.cases import (
 )
 from harness.errors import SpecError
 from harness.evaluators import evaluator_for
+from harness.gates import validate_gates
 from harness.tasks import TASKS, get_task
 
 __all__ = ["DEFAULT_SEED", "DEFAULT_SMOKE_SIZE", "CaseConfig", "Spec", "load_spec"]
 
-TOP_KEYS = ("data_root", "defaults", "models", "cases")
+TOP_KEYS = ("data_root", "baseline", "defaults", "models", "cases")
 DEFAULT_KEYS = ("tier", "smoke_size", "seed", "shots", "length_normalization")
 COMMON_CASE_KEYS = (
     "id",
@@ -51,6 +52,7 @@ COMMON_CASE_KEYS = (
     "limit",
     "smoke_size",
     "thresholds",
+    "gate",
     "marks",
 )
 MODEL_KEYS = tuple(item.name for item in dataclasses.fields(ModelConfig) if item.name != "name")
@@ -75,6 +77,7 @@ class Spec:
     data_root: Path | None
     models: dict[str, ModelConfig]
     cases: list[CaseConfig]
+    baseline: Path | None = None
 
 
 def _line_index(text: str) -> dict[tuple, int]:
@@ -299,6 +302,16 @@ def _case(
                 f"expected a number in [0, {task_scale(task, metric):g}], found {value!r}",
             )
 
+    thresholds, gates = validate_gates(
+        check,
+        key + ("gate",),
+        raw.get("gate"),
+        task=task,
+        labelled=labelled,
+        thresholds={metric: float(value) for metric, value in thresholds.items()},
+        scales={metric: task_scale(task, metric) for metric in task.metrics},
+    )
+
     marks = raw.get("marks", [])
     if not isinstance(marks, list) or not all(
         isinstance(mark, str) and mark.isidentifier() for mark in marks
@@ -335,7 +348,8 @@ def _case(
         smoke_size=check.integer(
             merged.get("smoke_size", DEFAULT_SMOKE_SIZE), key + ("smoke_size",), minimum=1
         ),
-        thresholds={metric: float(value) for metric, value in thresholds.items()},
+        thresholds=thresholds,
+        gates=gates,
         marks=tuple(marks),
         **family_values,
     )
@@ -393,4 +407,7 @@ def load_spec(path: str | Path) -> Spec:
         data_root = (
             path.parent / Path(check.text(data_root, ("data_root",))).expanduser()
         ).resolve()
-    return Spec(path=path, data_root=data_root, models=models, cases=cases)
+    baseline = raw.get("baseline")
+    if baseline is not None:
+        baseline = (path.parent / Path(check.text(baseline, ("baseline",))).expanduser()).resolve()
+    return Spec(path=path, data_root=data_root, models=models, cases=cases, baseline=baseline)

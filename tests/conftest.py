@@ -39,6 +39,20 @@ def single_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True)
+def isolated_prediction_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Give each test an empty prediction cache and keep the hub client offline.
+
+    Plugin runs in pytester subprocesses inherit the environment, so they neither read
+    nor write the user's cache, and a hub id in a test spec never reaches the network.
+    """
+    folder = tmp_path_factory.mktemp("prediction-cache")
+    monkeypatch.setenv("CLUE_PREDICTION_CACHE", str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny-models")

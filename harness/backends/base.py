@@ -71,12 +71,25 @@ class ChoiceScores:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """Random sampling of generated tokens: softmax temperature, nucleus mass and seed."""
+
+    temperature: float
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
-    """Greedy generation after `prompt`, cut at the first stop string or `max_new_tokens`."""
+    """Generation after `prompt`, cut at the first stop string or `max_new_tokens`.
+
+    Decoding is greedy unless `sampling` is set.
+    """
 
     prompt: str
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ()
+    sampling: Sampling | None = None
 
 
 @dataclass(frozen=True)
@@ -138,8 +151,9 @@ class Backend:
 
     @property
     def identity(self) -> dict[str, Any]:
-        """Return what identifies the model's answers: source, revision, dtype, backend."""
-        return {
+        """Return what identifies the model's answers: source, revision, dtype, backend, and
+        the hub commit that transformers loaded, when it loaded from the hub."""
+        identity = {
             "name": self.config.name,
             "backend": self.kind,
             "source": self.config.path or self.config.packaged,
@@ -147,6 +161,11 @@ class Backend:
             "gguf_file": self.config.gguf_file,
             "dtype": self.config.dtype,
         }
+        model_config = getattr(getattr(self, "model", None), "config", None)
+        commit = getattr(model_config, "_commit_hash", None)
+        if commit:
+            identity["commit"] = commit
+        return identity
 
     def loglikelihood(
         self, requests: Sequence[ChoiceRequest], progress: Progress = NoProgress()

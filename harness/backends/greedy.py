@@ -6,6 +6,11 @@ sampling flags, extra stop rules), so its output would depend on a file that the
 not show. Position ids come from the attention mask, as in the log-likelihood code, so a
 prompt decodes to the same tokens alone or inside a padded batch, up to float rounding.
 
+A row with `sampling` set draws each token from the softmax of its logits divided by the
+temperature, restricted to the smallest set of most likely tokens whose mass reaches
+`top_p`. Each such row has its own torch generator seeded with `seed`, so its text does not
+depend on which rows share its batch.
+
 Stop strings are matched on the decoded text after every step, because a stop string can
 end in the middle of a token or span several tokens. A row stops at the first stop string,
 at an end-of-sequence token, or after its own `max_new_tokens`. Rows that are done keep
@@ -28,6 +33,8 @@ class DecodingRow:
     stop: tuple[str, ...]
     tokens: list[int] = field(default_factory=list)
     text: str | None = None
+    sampling: Any = None
+    seed: int = 0
 
     @property
     def done(self) -> bool:
@@ -76,6 +83,21 @@ def advance_row(
         row.text = decode(row.tokens)
 
 
+def sample_token(logits: Any, sampling: Any, generator: Any) -> int:
+    """Draw one token id from a 1-D row of logits with temperature and top-p sampling."""
+    import torch
+
+    probabilities = torch.softmax(logits.float().cpu() / sampling.temperature, dim=-1)
+    ordered, order = probabilities.sort(descending=True)
+    if sampling.top_p < 1.0:
+        # Keep each token whose more likely predecessors hold less than top_p of the mass,
+        # so the most likely token is always kept.
+        in_nucleus = (ordered.cumsum(-1) - ordered) < sampling.top_p
+        ordered = ordered * in_nucleus
+    choice = torch.multinomial(ordered, 1, generator=generator)
+    return int(order[choice].item())
+
+
 def decode_greedy(
     model: Any,
     rows: list[DecodingRow],
@@ -96,6 +118,11 @@ def decode_greedy(
     for row in rows:
         if row.max_new_tokens < 1:
             row.text = ""
+    generators = {
+        index: torch.Generator().manual_seed(row.seed)
+        for index, row in enumerate(rows)
+        if row.sampling is not None
+    }
     if all(row.done for row in rows):
         return
 
@@ -117,7 +144,11 @@ def decode_greedy(
     )
     step = 0
     while True:
-        chosen = output.logits[:, -1, :].argmax(dim=-1).tolist()
+        logits = output.logits[:, -1, :]
+        chosen = logits.argmax(dim=-1).tolist()
+        for index, generator in generators.items():
+            if not rows[index].done:
+                chosen[index] = sample_token(logits[index], rows[index].sampling, generator)
         for row, token in zip(rows, chosen):
             if not row.done:
                 advance_row(row, int(token), eos_ids, decode)

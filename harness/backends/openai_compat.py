@@ -226,6 +226,11 @@ class OpenAICompatible(Backend):
                 "max_tokens": request.max_new_tokens,
                 "temperature": 0,
             }
+            if request.sampling is not None:
+                # NOTE: whether `seed` makes sampled outputs repeatable depends on the server.
+                payload["temperature"] = request.sampling.temperature
+                payload["top_p"] = request.sampling.top_p
+                payload["seed"] = request.sampling.seed
             if chat:
                 payload["messages"] = [{"role": "user", "content": request.prompt}]
             else:

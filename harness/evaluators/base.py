@@ -8,14 +8,15 @@ how to turn a case into a CaseResult. The runner picks the evaluator by `task.fa
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.backends.base import Backend, NoProgress, Progress
+from harness.backends.base import Backend, NoProgress, Progress, Sampling
 from harness.cases import CaseConfig, SpecChecker
 from harness.data.layout import locate_file
+from harness.metrics.per_example import per_example_data
 from harness.outputs import inside, write_atomic, write_jsonl
 from harness.results import CaseResult
 
@@ -35,9 +36,13 @@ class RunContext:
     output_dir: Path
     full_tier: bool = False
     progress_factory: ProgressFactory | None = None
+    # Every data file the running case has read, for the prediction cache's key.
+    data_files: list[Path] = field(default_factory=list)
 
     def locate(self, directory: str, filename: str) -> Path:
-        return locate_file(self.data_root, directory, filename)
+        path = locate_file(self.data_root, directory, filename)
+        self.data_files.append(path)
+        return path
 
     def progress(self, case: CaseConfig, total: int) -> Progress:
         if self.progress_factory is None:
@@ -62,6 +67,54 @@ class RunContext:
         path = inside(self.output_dir, "submission", f"{benchmark}-{case.model}", filename)
         write_atomic(path, text)
         return str(path)
+
+
+def correctness_per_example(
+    ids: Sequence[Any], gold: Sequence[Any], predictions: Sequence[Any]
+) -> dict[str, Any]:
+    """Return per-example right/wrong outcomes for accuracy; rows without gold are left out."""
+    scored = [
+        (example_id, expected == predicted)
+        for example_id, expected, predicted in zip(ids, gold, predictions)
+        if expected is not None
+    ]
+    return per_example_data(
+        [example_id for example_id, _ in scored],
+        {"correct": [correct for _, correct in scored]},
+        {"accuracy": {"statistic": "proportion", "columns": ["correct"]}},
+    )
+
+
+SAMPLING_KEYS = ("temperature", "top_p", "seed")
+
+
+def validate_sampling(check: SpecChecker, key: tuple, value: Any, seed: int) -> dict[str, Any]:
+    """Validate a case's `sampling: {temperature, top_p, seed}`; `seed` defaults to the
+    case's seed. A case with sampling is stochastic, so --clue-repeat reruns it."""
+    check.mapping(value, key, SAMPLING_KEYS)
+    if "temperature" not in value:
+        raise check.fail(key, "missing key 'temperature' (a number > 0)")
+    temperature = check.number(value["temperature"], key + ("temperature",))
+    if temperature <= 0:
+        raise check.fail(
+            key + ("temperature",),
+            f"expected a number > 0, found {temperature!r}",
+            "Remove `sampling` to decode greedily",
+        )
+    top_p = check.number(value.get("top_p", 1.0), key + ("top_p",), 0.0, 1.0)
+    if top_p == 0:
+        raise check.fail(key + ("top_p",), "expected a number in (0, 1], found 0")
+    return {
+        "temperature": temperature,
+        "top_p": top_p,
+        "seed": check.integer(value.get("seed", seed), key + ("seed",)),
+    }
+
+
+def sampling_of(case: CaseConfig) -> Sampling | None:
+    """Return the case's sampling settings, or None for greedy decoding."""
+    settings = case.options.get("sampling")
+    return None if settings is None else Sampling(**settings)
 
 
 def finish_progress(progress: Progress) -> None:

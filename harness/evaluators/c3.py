@@ -20,6 +20,7 @@ from harness.errors import BackendError, HarnessError
 from harness.evaluators.base import (
     Evaluator,
     RunContext,
+    correctness_per_example,
     finish_progress,
     input_digest,
     new_result,
@@ -92,6 +93,9 @@ class MultipleChoiceEvaluator(Evaluator):
             result.n_scored = len(selected)
             gold = [question.gold for question in selected]
             result.metrics = {"accuracy": accuracy(gold, predictions)}
+            result.per_example = correctness_per_example(
+                [question.id for question in selected], gold, predictions
+            )
 
         records = [
             {

@@ -37,6 +37,7 @@ from harness.errors import BackendError, HarnessError
 from harness.evaluators.base import (
     Evaluator,
     RunContext,
+    correctness_per_example,
     finish_progress,
     input_digest,
     new_result,
@@ -184,6 +185,11 @@ class ClozeEvaluator(Evaluator):
         if labelled:
             result.n_scored = len(gold)
             result.metrics = {"accuracy": accuracy(gold, predictions)}
+            # NOTE: blanks of one line share a candidate list, so their outcomes are not
+            # independent; intervals and paired tests still treat each blank as one example.
+            result.per_example = correctness_per_example(
+                [blank.tag for _, blank in blanks], gold, predictions
+            )
 
         records = [
             {

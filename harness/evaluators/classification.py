@@ -20,6 +20,7 @@ from harness.evaluators.base import (
     new_result,
 )
 from harness.metrics.classification import accuracy, macro_f1
+from harness.metrics.per_example import per_example_data
 from harness.outputs import dumps_line
 from harness.results import CaseResult
 from harness.tasks.base import ClassificationTask, Example
@@ -39,6 +40,38 @@ def select_examples(case: CaseConfig, loaded: LoadedSplit, full_tier: bool) -> l
         return examples
     indices = stratified_subset([example.gold for example in examples], size, seed=case.seed)
     return [examples[index] for index in indices]
+
+
+def classification_per_example(
+    ids: Sequence[Any],
+    gold: Sequence[str | None],
+    predictions: Sequence[str],
+    labels: Sequence[str],
+) -> dict[str, Any]:
+    """Return the per-example outcomes of the scored rows: right or wrong, and the label
+    indices that macro-F1 is recomputed from."""
+    position = {label: index for index, label in enumerate(labels)}
+    scored = [
+        (example_id, expected, predicted)
+        for example_id, expected, predicted in zip(ids, gold, predictions)
+        if expected is not None
+    ]
+    return per_example_data(
+        [example_id for example_id, _, _ in scored],
+        {
+            "correct": [expected == predicted for _, expected, predicted in scored],
+            "gold": [position[expected] for _, expected, _ in scored],
+            "predicted": [position[predicted] for _, _, predicted in scored],
+        },
+        {
+            "accuracy": {"statistic": "proportion", "columns": ["correct"]},
+            "macro_f1": {
+                "statistic": "macro_f1",
+                "columns": ["gold", "predicted"],
+                "labels": len(labels),
+            },
+        },
+    )
 
 
 def map_head_labels(task: ClassificationTask, head: Sequence[str], model: str) -> list[str]:
@@ -200,6 +233,9 @@ class ClassificationEvaluator(Evaluator):
                 "accuracy": accuracy(gold, predictions),
                 "macro_f1": macro_f1(gold, predictions, task.label_ids),
             }
+            result.per_example = classification_per_example(
+                [example.id for example in selected], gold, predictions, task.label_ids
+            )
 
         records = [
             {

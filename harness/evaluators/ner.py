@@ -2,8 +2,8 @@
 
 `tagger` takes the entity spans of `Backend.tag`. A span whose type is not a CLUENER type,
 written as the id or the Chinese name, is an error, because the head does not fit the task. `generate` fills the task's prompt, asking for `{type: [entity, ...]}` as JSON,
-decodes greedily up to `max_new_tokens` (default 256) and stops at a blank line. The
-output is parsed leniently (see harness.evaluators.ner_output); every line whose output
+decodes greedily (or samples, with `sampling: {temperature, top_p, seed}`) up to
+`max_new_tokens` (default 256) and stops at a blank line. The output is parsed leniently (see harness.evaluators.ner_output); every line whose output
 cannot be read counts in the `parse_failures` metric and predicts no entities. Generated
 entities get the offsets of every occurrence in the text, for span micro-F1 and for the
 submission.
@@ -16,9 +16,10 @@ import logging
 import random
 import time
 from collections import Counter
+from typing import Any
 
 from harness.backends.base import Backend, GenerationRequest
-from harness.cases import CaseConfig
+from harness.cases import DEFAULT_SEED, CaseConfig
 from harness.data.subset import stratified_subset
 from harness.errors import BackendError, HarnessError
 from harness.evaluators.base import (
@@ -27,10 +28,14 @@ from harness.evaluators.base import (
     finish_progress,
     input_digest,
     new_result,
+    sampling_of,
+    validate_sampling,
 )
 from harness.evaluators.classification import validate_prompting
 from harness.evaluators.ner_output import locate, parse_entities, type_aliases
 from harness.metrics.ner import official_scores, span_micro_f1
+from harness.metrics.ner import spans as span_triples
+from harness.metrics.per_example import per_example_data
 from harness.outputs import dumps_line
 from harness.results import CaseResult
 from harness.tasks.cluener import Entities, LoadedNer, NerRecord, NerTask, load_ner
@@ -58,7 +63,7 @@ class NerEvaluator(Evaluator):
         "hf-causal": ("generate",),
         "openai": ("generate",),
     }
-    case_keys = ("shots", "fewshot_split", "prompt", "max_new_tokens")
+    case_keys = ("shots", "fewshot_split", "prompt", "max_new_tokens", "sampling")
 
     def validate_case(self, check, key, raw, merged, task, method):
         values = validate_prompting(
@@ -70,6 +75,13 @@ class NerEvaluator(Evaluator):
         if "max_new_tokens" in raw and method != "generate":
             raise check.fail(key + ("max_new_tokens",), "applies only to method 'generate'")
         values["options"] = {"max_new_tokens": tokens}
+        if "sampling" in raw:
+            if method != "generate":
+                raise check.fail(key + ("sampling",), "applies only to method 'generate'")
+            seed = merged.get("seed", DEFAULT_SEED)
+            values["options"]["sampling"] = validate_sampling(
+                check, key + ("sampling",), raw["sampling"], seed
+            )
         return values
 
     def load(self, context: RunContext, task: NerTask, split_name: str) -> LoadedNer:
@@ -119,6 +131,7 @@ class NerEvaluator(Evaluator):
         if labelled:
             result.n_scored = len(selected)
             result.metrics = self._metrics(task, selected, predicted)
+            result.per_example = ner_per_example(task, selected, predicted)
         if case.method == "generate":
             result.metrics["parse_failures"] = float(failure_count)
 
@@ -131,6 +144,7 @@ class NerEvaluator(Evaluator):
                 "gold": None if record.gold is None else _plain(record.gold),
                 "output": output,
                 "parse_failure": failure,
+                "correct": None if record.gold is None else _same_entities(record.gold, label),
             }
             for record, label, text, output, failure in zip(
                 selected, predicted, inputs, outputs, failures
@@ -208,7 +222,12 @@ class NerEvaluator(Evaluator):
         tokens = case.options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         prompts = [prefix + fill(template, record.fields) for record in selected]
         outputs = backend.generate(
-            [GenerationRequest(prompt, max_new_tokens=tokens, stop=STOP) for prompt in prompts],
+            [
+                GenerationRequest(
+                    prompt, max_new_tokens=tokens, stop=STOP, sampling=sampling_of(case)
+                )
+                for prompt in prompts
+            ],
             progress,
         )
         aliases = type_aliases({label.id: label.verbalizer for label in task.labels})
@@ -244,6 +263,63 @@ class NerEvaluator(Evaluator):
         return context.write_submission(
             case, task.benchmark, loaded.split.submission, "\n".join(lines) + "\n"
         )
+
+
+def _same_entities(gold: Entities, predicted: Predicted) -> bool:
+    """Tell whether a line's predicted entity strings equal its gold ones, type by type."""
+    kinds = set(gold) | set(predicted)
+    return all(set(gold.get(kind, {})) == set(predicted.get(kind, {})) for kind in kinds)
+
+
+def ner_per_example(
+    task: NerTask, selected: list[NerRecord], predicted: list[Predicted]
+) -> dict[str, Any]:
+    """Return per-line counts that the official macro F1 and span micro-F1 are summed from.
+
+    Column `counts` contains, for each type of `task.label_ids` in order, the line's true
+    positives, false positives and false negatives of entity strings. Column `span_counts`
+    contains the same three counts of (type, start, end) spans.
+    """
+    types = task.label_ids
+    counts, span_counts = [], []
+    for record, label in zip(selected, predicted):
+        row = []
+        for kind in types:
+            gold_set = set(record.gold.get(kind, {}))
+            predicted_set = set(label.get(kind, {}))
+            row += [
+                len(predicted_set & gold_set),
+                len(predicted_set - gold_set),
+                len(gold_set - predicted_set),
+            ]
+        counts.append(row)
+        gold_spans = span_triples(record.gold)
+        predicted_spans = span_triples(label)
+        span_counts.append(
+            [
+                len(predicted_spans & gold_spans),
+                len(predicted_spans - gold_spans),
+                len(gold_spans - predicted_spans),
+            ]
+        )
+
+    metrics: dict[str, dict[str, Any]] = {
+        "macro_f1": {"statistic": "ner_macro_f1", "columns": ["counts"], "types": len(types)},
+        "span_micro_f1": {"statistic": "span_micro_f1", "columns": ["span_counts"]},
+    }
+    for index, kind in enumerate(types):
+        if f"f1_{kind}" in task.metrics:
+            metrics[f"f1_{kind}"] = {
+                "statistic": "ner_type_f1",
+                "columns": ["counts"],
+                "types": len(types),
+                "type": index,
+            }
+    return per_example_data(
+        [record.id for record in selected],
+        {"counts": counts, "span_counts": span_counts},
+        metrics,
+    )
 
 
 def _plain(entities: Entities) -> Predicted:

@@ -73,6 +73,7 @@ def resolve_data_path(context: RunContext, case: CaseConfig) -> Path:
             tried.append(context.data_root / value)
     for path in tried:
         if path.is_file():
+            context.data_files.append(path)
             return path
     raise DataError(
         tried[0],
@@ -157,6 +158,7 @@ class SimilarityEvaluator(Evaluator):
         result.n_scored = outcome.scored
         result.n_skipped = outcome.skipped
         result.checks = outcome.checks
+        result.per_example = outcome.per_example
         result.predictions_file = context.write_predictions(case, outcome.records)
         result.check_thresholds()
         result.failures = outcome.undefined + outcome.broken + result.failures

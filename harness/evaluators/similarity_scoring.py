@@ -18,6 +18,7 @@ from harness.backends.base import Backend, Progress
 from harness.cases import CaseConfig
 from harness.errors import BackendError, DataError
 from harness.evaluators.base import finish_progress, input_digest
+from harness.metrics.per_example import per_example_data
 from harness.metrics.similarity import (
     UndefinedMetric,
     average_precision,
@@ -51,6 +52,7 @@ class Outcome:
     checks: list[dict[str, Any]] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
     undefined: list[str] = field(default_factory=list)
+    per_example: dict[str, Any] | None = None
 
 
 def embed_texts(
@@ -198,6 +200,12 @@ def score_pair_checks(
             outcome.broken.append(message)
     passed = sum(1 for summary in outcome.checks if summary["passed"])
     outcome.metrics["checks_passed"] = passed / len(checks) if checks else 1.0
+    if checks:
+        outcome.per_example = per_example_data(
+            [summary["name"] for summary in outcome.checks],
+            {"passed": [summary["passed"] for summary in outcome.checks]},
+            {"checks_passed": {"statistic": "proportion", "columns": ["passed"]}},
+        )
     return outcome
 
 
@@ -233,6 +241,7 @@ def score_sts(
         outcome.undefined.append(f"spearman and pearson not computed: {error}")
     outcome.records = [
         {
+            "id": str(row.index),
             "index": row.index,
             "line": row.line,
             "input_sha256": input_digest(f"{row.text1}\n{row.text2}"),
@@ -242,6 +251,14 @@ def score_sts(
         }
         for row, cosine, value in zip(rows, cosines, normalised)
     ]
+    outcome.per_example = per_example_data(
+        [row.index for row in rows],
+        {"cosine": list(cosines), "gold": normalised},
+        {
+            metric: {"statistic": metric, "columns": ["cosine", "gold"]}
+            for metric in ("spearman", "pearson")
+        },
+    )
     return outcome
 
 
@@ -294,11 +311,20 @@ def score_pair_classification(
     except UndefinedMetric as error:
         outcome.undefined.append(str(error))
 
+    outcome.per_example = per_example_data(
+        [row.index for row in scored_rows],
+        {"cosine": list(cosines), "label": labels},
+        {
+            metric: {"statistic": metric, "columns": ["cosine", "label"]}
+            for metric in ("average_precision", "max_accuracy", "max_f1")
+        },
+    )
     cosine_of = dict(zip(scored_indices, cosines))
     for index, row in enumerate(rows):
         cosine = cosine_of.get(index)
         outcome.records.append(
             {
+                "id": str(row.index),
                 "index": row.index,
                 "line": row.line,
                 "input_sha256": input_digest(f"{row.text1}\n{row.text2}"),
@@ -383,6 +409,25 @@ def score_generation(
             }
         )
 
+    columns = {
+        "cosine": best_cosines,
+        "above_cutoff": [value >= cutoff for value in best_cosines],
+        "bertscore_precision": [match.precision for match in matches],
+        "bertscore_recall": [match.recall for match in matches],
+        "bertscore_f1": [match.f1 for match in matches],
+    }
+    outcome.per_example = per_example_data(
+        [row.index if row.id is None else row.id for row in scored],
+        columns,
+        {
+            "mean_cosine": {"statistic": "mean", "columns": ["cosine"]},
+            **{
+                name: {"statistic": "mean", "columns": [name]}
+                for name in columns
+                if name != "cosine"
+            },
+        },
+    )
     outcome.metrics = {
         "mean_cosine": float(np.mean(best_cosines)),
         "above_cutoff": float(np.mean([value >= cutoff for value in best_cosines])),

@@ -5,9 +5,9 @@
 - `generate` (backends hf-causal and openai) fills the prompt with the passage and the
   question (the case's `prompt` may replace it, with placeholders {context} and
   {question}), after `shots` few-shot examples drawn once per case with the seed. It
-  decodes greedily until a string of `stop` (default a newline) or `max_new_tokens`
-  (default 32), then cleans the answer with `clean_answer` unless the case sets
-  `cleanup: false`.
+  decodes greedily, or samples when the case sets `sampling: {temperature, top_p, seed}`,
+  until a string of `stop` (default a newline) or `max_new_tokens` (default 32), then
+  cleans the answer with `clean_answer` unless the case sets `cleanup: false`.
 
 Scores are the official CMRC2018 EM and F1 (harness.metrics.cmrc) over the selected
 questions, on a 0-100 scale. The smoke tier scores a seeded sample of questions. The test
@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from harness.backends.base import Backend, GenerationRequest, SpanRequest
-from harness.cases import CaseConfig
+from harness.cases import DEFAULT_SEED, CaseConfig
 from harness.data.subset import stratified_subset
 from harness.errors import BackendError, HarnessError
 from harness.evaluators.base import (
@@ -33,16 +33,19 @@ from harness.evaluators.base import (
     finish_progress,
     input_digest,
     new_result,
+    sampling_of,
+    validate_sampling,
 )
 from harness.evaluators.classification import validate_prompting
 from harness.metrics.cmrc import corpus_scores, exact_match, f1_score
+from harness.metrics.per_example import per_example_data
 from harness.results import CaseResult
 from harness.tasks.cmrc import LoadedSpans, SpanExtractionTask, SpanQuestion, load_squad
 from harness.tasks.prompting import SHOT_SEPARATOR, fill
 
 DEFAULT_STOP = ("\n",)
 DEFAULT_MAX_NEW_TOKENS = 32
-GENERATION_KEYS = ("fewshot_split", "prompt", "stop", "max_new_tokens", "cleanup")
+GENERATION_KEYS = ("fewshot_split", "prompt", "stop", "max_new_tokens", "cleanup", "sampling")
 
 # A leading "答案：" or "答：" (full-width or ASCII colon) repeats the end of the prompt.
 ANSWER_ECHO = re.compile(r"^答案?\s*[:：]\s*")
@@ -96,7 +99,15 @@ class SpanExtractionEvaluator(Evaluator):
         "hf-causal": ("generate",),
         "openai": ("generate",),
     }
-    case_keys = ("shots", "fewshot_split", "prompt", "stop", "max_new_tokens", "cleanup")
+    case_keys = (
+        "shots",
+        "fewshot_split",
+        "prompt",
+        "stop",
+        "max_new_tokens",
+        "cleanup",
+        "sampling",
+    )
 
     def validate_case(self, check, key, raw, merged, task, method):
         if method != "generate":
@@ -120,6 +131,11 @@ class SpanExtractionEvaluator(Evaluator):
             )
         if "cleanup" in raw:
             options["cleanup"] = check.boolean(raw["cleanup"], key + ("cleanup",))
+        if "sampling" in raw:
+            seed = merged.get("seed", DEFAULT_SEED)
+            options["sampling"] = validate_sampling(
+                check, key + ("sampling",), raw["sampling"], seed
+            )
         values["options"] = options
         return values
 
@@ -163,6 +179,18 @@ class SpanExtractionEvaluator(Evaluator):
             for question, prediction, text, detail in zip(selected, predictions, inputs, details)
         ]
         result.predictions_file = context.write_predictions(case, records)
+        if labelled:
+            result.per_example = per_example_data(
+                [record["id"] for record in records],
+                {
+                    "em": [record["em"] for record in records],
+                    "f1": [record["f1"] for record in records],
+                },
+                {
+                    "em": {"statistic": "mean", "columns": ["em"], "scale": 100.0},
+                    "f1": {"statistic": "mean", "columns": ["f1"], "scale": 100.0},
+                },
+            )
         if not labelled:
             result.submission_file = self.write_submission(context, case, task, loaded, predictions)
         result.check_thresholds()
@@ -186,10 +214,12 @@ class SpanExtractionEvaluator(Evaluator):
             "references": list(question.references) if labelled else None,
             "em": None,
             "f1": None,
+            "correct": None,
         }
         if labelled:
             record["em"] = exact_match(question.references, prediction)
             record["f1"] = f1_score(question.references, prediction)
+            record["correct"] = record["em"] == 1
         return record
 
     def _extract(self, case, selected, backend, progress):
@@ -212,7 +242,10 @@ class SpanExtractionEvaluator(Evaluator):
         prompts = [prefix + fill(template, question.fields) for question in selected]
         requests = [
             GenerationRequest(
-                prompt, max_new_tokens=options["max_new_tokens"], stop=options["stop"]
+                prompt,
+                max_new_tokens=options["max_new_tokens"],
+                stop=options["stop"],
+                sampling=sampling_of(case),
             )
             for prompt in prompts
         ]

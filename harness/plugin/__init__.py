@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.plugin import sharding
 from harness.plugin.options import add_options
 from harness.plugin.session import RESULT_KEY, ClueSession, junit_properties
 from harness.results import CaseResult
@@ -27,9 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
     session = ClueSession(config)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "clue-session")
+    sharding.register(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    sharding.unregister(config)
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         config.pluginmanager.unregister(session)

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.backends.loading import default_cache_root
+from harness.plugin.sharding import parse_shard
+
+PREDICTION_CACHE_ENV = "CLUE_PREDICTION_CACHE"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -46,6 +49,54 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="folder for converted GGUF models (default: $CLUE_HARNESS_CACHE or ~/.cache/clue-harness)",
     )
+    group.addoption(
+        "--clue-shard",
+        type=parse_shard,
+        metavar="I/N",
+        help="run only shard I of N (counted from 1) of the CLUE cases: round-robin over "
+        "the spec-ordered case list; merge the output folders with clue-harness merge",
+    )
+    group.addoption(
+        "--clue-prediction-cache",
+        metavar="DIR",
+        help="folder of cached model answers, reused by reruns "
+        "(default: $CLUE_PREDICTION_CACHE, then the predictions folder of --clue-cache-dir)",
+    )
+    group.addoption(
+        "--clue-no-cache",
+        action="store_true",
+        help="neither read nor write the prediction cache",
+    )
+    group.addoption(
+        "--clue-clear-cache",
+        action="store_true",
+        help="delete the prediction cache before the run starts",
+    )
+    group.addoption(
+        "--clue-baseline",
+        metavar="FILE",
+        help="baseline file that no_regression gates compare with, for every spec "
+        "(default: the spec's `baseline:` key)",
+    )
+    group.addoption(
+        "--update-baseline",
+        action="store_true",
+        help="after the run, record its scores and per-example outcomes in the baseline file "
+        "and print what changed; nothing is written while a case fails",
+    )
+    group.addoption(
+        "--force-baseline",
+        action="store_true",
+        help="with --update-baseline, write the baseline even though cases failed",
+    )
+    group.addoption(
+        "--clue-repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each case that samples its generations N times (sampling seed + 0..N-1) "
+        "and report the spread of its scores and its pass rate (default: 1)",
+    )
     parser.addini("clue_output", "default for --clue-output", default="clue-results")
     parser.addini("clue_tier", "default for --clue-tier", default="smoke")
     parser.addini("clue_progress_interval", "default for --clue-progress-interval", default="10")
@@ -63,6 +114,14 @@ class Settings:
     cache_root: Path
     worker_id: str | None
     worker_count: int
+    prediction_cache: Path | None = None
+    # False under --clue-no-cache: the run neither reads nor writes the prediction cache.
+    use_prediction_cache: bool = True
+    clear_prediction_cache: bool = False
+    baseline_option: Path | None = None
+    update_baseline: bool = False
+    force_baseline: bool = False
+    repeat: int = 1
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -75,6 +134,13 @@ def read_settings(config: pytest.Config) -> Settings:
     if interval is None:
         interval = float(config.getini("clue_progress_interval"))
     cache = config.getoption("clue_cache_dir")
+    cache_root = Path(cache).expanduser().resolve() if cache else default_cache_root()
+    predictions = config.getoption("clue_prediction_cache") or os.environ.get(PREDICTION_CACHE_ENV)
+    prediction_cache = (
+        (invocation_dir / Path(predictions).expanduser()).resolve()
+        if predictions
+        else cache_root / "predictions"
+    )
 
     workerinput = getattr(config, "workerinput", None)
     worker_id = workerinput["workerid"] if workerinput else None
@@ -86,7 +152,29 @@ def read_settings(config: pytest.Config) -> Settings:
         full_tier=tier == "full",
         progress_interval=max(0.0, interval),
         threads=config.getoption("clue_threads"),
-        cache_root=Path(cache).expanduser().resolve() if cache else default_cache_root(),
+        cache_root=cache_root,
         worker_id=worker_id,
         worker_count=worker_count or int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+        prediction_cache=prediction_cache,
+        use_prediction_cache=not config.getoption("clue_no_cache"),
+        clear_prediction_cache=config.getoption("clue_clear_cache"),
+        **gating_settings(config, invocation_dir),
     )
+
+
+def gating_settings(config: pytest.Config, invocation_dir: Path) -> dict:
+    """Return the Settings fields of the baseline and repeat options."""
+    baseline = config.getoption("clue_baseline")
+    repeat = config.getoption("clue_repeat")
+    if repeat is None or repeat < 1:
+        raise pytest.UsageError(f"--clue-repeat must be at least 1, found {repeat}")
+    if config.getoption("force_baseline") and not config.getoption("update_baseline"):
+        raise pytest.UsageError("--force-baseline applies only with --update-baseline")
+    return {
+        "baseline_option": (invocation_dir / Path(baseline).expanduser()).resolve()
+        if baseline
+        else None,
+        "update_baseline": config.getoption("update_baseline"),
+        "force_baseline": config.getoption("force_baseline"),
+        "repeat": repeat,
+    }

@@ -8,16 +8,25 @@ test report and writes the reports and submission zips at the end of the session
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from harness.baseline import BaselineUpdate
+from harness.cache import PredictionCache
 from harness.data.layout import NO_DATA_ROOT, resolve_data_root
 from harness.errors import HarnessError
 from harness.outputs import inside, write_json
+from harness.plugin import sharding
+from harness.plugin.gating import (
+    baseline_file,
+    gate_properties,
+    record_baselines,
+    repeat_lines,
+    table_lines,
+)
 from harness.plugin.models import ModelPool
 from harness.plugin.options import Settings, read_settings
 from harness.plugin.progress import FileProgress, ProgressWatcher, TerminalProgress
@@ -71,10 +80,12 @@ def junit_properties(result: CaseResult) -> list[tuple[str, str]]:
         ("clue.status", "error" if result.error else ("pass" if result.passed else "fail")),
         ("clue.examples_scored", str(result.n_scored)),
         ("clue.rows_skipped", str(result.n_skipped)),
+        ("clue.examples_cached", str(result.n_cached)),
         ("clue.model", result.model),
         ("clue.data_sha256", result.data_sha256),
         ("clue.eval_seconds", f"{result.eval_seconds:.3f}"),
     ]
+    properties += gate_properties(result)
     return properties
 
 
@@ -91,6 +102,23 @@ class ClueSession:
         self.remaining_by_model: Counter[tuple[str, str]] = Counter()
         self.watcher: ProgressWatcher | None = None
         self.submission_problems: list[dict] = []
+        self.baseline_updates: list[BaselineUpdate] = []
+        self.cache = self._prediction_cache()
+
+    def _prediction_cache(self) -> PredictionCache | None:
+        """Open the prediction cache, or return None under --clue-no-cache.
+
+        --clue-clear-cache empties it in the controller. That happens in pytest_configure,
+        before xdist starts the workers.
+        """
+        folder = self.settings.prediction_cache
+        if folder is None:
+            return None
+        if self.settings.clear_prediction_cache and not self.is_worker:
+            PredictionCache(folder, self.settings.cache_root).clear()
+        if not self.settings.use_prediction_cache:
+            return None
+        return PredictionCache(folder, self.settings.cache_root)
 
     # Collection -----------------------------------------------------------------------
 
@@ -169,10 +197,16 @@ class ClueSession:
             self.settings.output_dir,
             full_tier=self.settings.full_tier,
             progress=self.progress_factory,
+            cache=self.cache,
+            baseline_file=baseline_file(self.settings, spec),
+            recording=self.settings.update_baseline,
+            repeats=self.settings.repeat,
         )
+        model = spec.models[case.model]
         try:
-            backend = self.pool.get(spec.models[case.model])
-            result = runner.run(case, backend)
+            # With the prediction cache, the model loads only if a case sends a request
+            # whose result the cache lacks.
+            result = runner.run_model(case, model, lambda: self.pool.get(model))
         except HarnessError as error:
             result = error_result(case, str(error))
         finally:
@@ -238,15 +272,22 @@ class ClueSession:
         if self.watcher is not None:
             self.watcher.stop()
         self.pool.close()
-        if self.is_worker or not self.results:
+        # A shard without cases still writes its (empty) report, for clue-harness merge.
+        if self.is_worker or not (self.results or sharding.in_sharded_run(self.config)):
             return
         results = list(self.results.values())
         self._remove_stale_files(results)
         archives = bundle_submissions(self.settings.output_dir)
         self.submission_problems = validate_outputs(archives, results)
         self.report_paths = write_reports(
-            results, self.settings.output_dir, archives, self.submission_problems
+            results,
+            self.settings.output_dir,
+            archives,
+            self.submission_problems,
+            run=sharding.run_info(self.config),
         )
+        if self.settings.update_baseline:
+            self.baseline_updates = record_baselines(ordered(results), self.settings)
         shutil.rmtree(self.settings.output_dir / ".progress", ignore_errors=True)
 
     def _remove_stale_files(self, results: list[CaseResult]) -> None:
@@ -255,6 +296,13 @@ class ClueSession:
             Path(path).resolve()
             for result in results
             for path in (result.predictions_file, result.submission_file)
+            if path
+        }
+        keep |= {
+            Path(path).resolve()
+            for result in results
+            if result.repeats
+            for path in result.repeats["predictions_files"]
             if path
         }
         keep |= {
@@ -281,18 +329,15 @@ class ClueSession:
             return
         rows = report_rows(ordered(list(self.results.values())))
         terminalreporter.section("CLUE results")
-        width = max(len(row["case"]) for row in rows)
-        for row in rows:
-            score = (
-                "—"
-                if row["score"] is None or not math.isfinite(row["score"])
-                else f"{row['score']:.4f}"
-            )
-            threshold = "—" if row["threshold"] is None else f"{row['threshold']:.4f}"
-            terminalreporter.write_line(
-                f"{row['case']:<{width}}  {row['metric']:<9} {score:>7}  min {threshold:>7}  "
-                f"{row['status'].upper():<9}  n={row['examples_scored'] or row['examples']}"
-            )
+        for line in table_lines(rows):
+            terminalreporter.write_line(line)
+        for line in repeat_lines(ordered(list(self.results.values()))):
+            terminalreporter.write_line(line)
+        for update in self.baseline_updates:
+            state = "written" if update.written else "NOT written"
+            terminalreporter.write_line(f"baseline {update.path}: {state}")
+            for line in update.changes:
+                terminalreporter.write_line(f"  {line}")
         for problem in self.submission_problems:
             location = problem["file"] + (f":{problem['line']}" if problem["line"] else "")
             terminalreporter.write_line(
@@ -300,7 +345,8 @@ class ClueSession:
                 f"{problem['message']}"
             )
         json_path, markdown_path = self.report_paths
-        terminalreporter.write_line(f"reports: {markdown_path} and {json_path}")
+        html_path = markdown_path.with_name("report.html")
+        terminalreporter.write_line(f"reports: {markdown_path}, {html_path} and {json_path}")
 
 
 def _case_of(item: pytest.Item) -> CaseConfig | None:
