@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from harness.plugin import sharding
+from harness.plugin.distribution import ModelGrouping
 from harness.plugin.options import add_options
 from harness.plugin.session import RESULT_KEY, ClueSession, junit_properties
 from harness.results import CaseResult
@@ -25,14 +26,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "clue_spec(path): YAML spec whose cases parametrise clue_case"
     )
+    # pytest-xdist registers this mark too; registering it here keeps runs without xdist
+    # free of unknown-mark warnings.
+    config.addinivalue_line(
+        "markers",
+        "xdist_group(name): run items of one group on one xdist worker (--dist loadgroup)",
+    )
     session = ClueSession(config)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "clue-session")
+    if config.getoption("clue_group_models") and config.pluginmanager.hasplugin("xdist"):
+        grouping = ModelGrouping(
+            config, session.settings.output_dir, session.model_group, session.pool.limit_workers
+        )
+        config.pluginmanager.register(grouping, "clue-model-grouping")
     sharding.register(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     sharding.unregister(config)
+    grouping = config.pluginmanager.get_plugin("clue-model-grouping")
+    if grouping is not None:
+        config.pluginmanager.unregister(grouping)
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         config.pluginmanager.unregister(session)

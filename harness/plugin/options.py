@@ -50,6 +50,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="folder for converted GGUF models (default: $CLUE_HARNESS_CACHE or ~/.cache/clue-harness)",
     )
     group.addoption(
+        "--clue-group-models",
+        action="store_true",
+        help="under pytest-xdist's default load distribution, run all cases of one model on "
+        "one worker, so each model is loaded once (workers keep the threads that "
+        "--clue-threads or cores divided by workers gives them)",
+    )
+    group.addoption(
         "--clue-shard",
         type=parse_shard,
         metavar="I/N",

@@ -27,7 +27,7 @@ from harness.plugin.gating import (
     repeat_lines,
     table_lines,
 )
-from harness.plugin.models import ModelPool
+from harness.plugin.models import ModelPool, xdist_group_name
 from harness.plugin.options import Settings, read_settings
 from harness.plugin.progress import FileProgress, ProgressWatcher, TerminalProgress
 from harness.reports import bundle_submissions, ordered, report_rows, write_reports
@@ -148,7 +148,15 @@ class ClueSession:
 
         params = [
             pytest.param(
-                case, id=case.id, marks=[getattr(pytest.mark, name) for name in case.marks]
+                case,
+                id=case.id,
+                marks=[
+                    *(getattr(pytest.mark, name) for name in case.marks),
+                    # Used only under `--dist loadgroup`: one worker runs a model's cases.
+                    # NOTE: pytest-xdist 3.8.0 ignores the mark under pytest 9, because it
+                    # rewrites item._nodeid, which pytest 9 no longer reads.
+                    pytest.mark.xdist_group(xdist_group_name(spec.models[case.model])),
+                ],
             )
             for case in spec.cases
         ]
@@ -180,6 +188,13 @@ class ClueSession:
         for index, item in zip(positions, clue_items):
             items[index] = item
         self.remaining_by_model = Counter(_model_key(_case_of(item)) for item in clue_items)
+
+    def model_group(self, item: pytest.Item) -> str | None:
+        """Return the xdist group of a CLUE case's model, or None for other tests."""
+        case = _case_of(item)
+        if case is None:
+            return None
+        return xdist_group_name(self.spec(Path(case.spec_path)).models[case.model])
 
     # Running --------------------------------------------------------------------------
 
