@@ -32,7 +32,7 @@ from tests.test_llama_server import ADD_BOS, smollm2_gguf  # noqa: E402
 
 logger = logging.getLogger("served")
 
-TEST_MODULE = '''import pytest
+TEST_MODULE = """import pytest
 
 from harness.plugin import assert_thresholds
 
@@ -40,7 +40,7 @@ from harness.plugin import assert_thresholds
 @pytest.mark.clue_spec("served.yaml")
 def test_served(clue_case, clue_evaluate):
     assert_thresholds(clue_evaluate(clue_case))
-'''
+"""
 
 
 def served_spec(base_url: str, concurrency: int, examples: int) -> str:
