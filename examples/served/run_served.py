@@ -24,11 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+# The server launcher and the SmolLM2 settings are the ones the integration tests use.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-from tests.servers.llama_server import LlamaServer  # noqa: E402
-from tests.test_llama_server import ADD_BOS, smollm2_gguf  # noqa: E402
+from servers.llama_server import LlamaServer  # noqa: E402
+from test_llama_server import ADD_BOS, SMOLLM2_BOS, smollm2_gguf  # noqa: E402
+
+from harness.tasks import get_task  # noqa: E402
 
 logger = logging.getLogger("served")
 
@@ -66,14 +68,19 @@ cases:
 
 
 def local_spec(gguf: Path, examples: int) -> str:
+    # The server is started with add_bos_token forced on (llama-cpp-python 0.3.36 scores
+    # SmolLM2's first prompt token wrongly without it), while the local tokenizer adds no
+    # BOS. Putting the BOS text in front of the prompt gives both the same token ids.
+    prompt = json.dumps(SMOLLM2_BOS + get_task("afqmc").prompt, ensure_ascii=False)
     return f"""defaults: {{smoke_size: {examples}, seed: 1234}}
 models:
   smollm2:
     backend: hf-causal
-    path: {gguf}
+    path: {gguf.parent}
+    gguf_file: {gguf.name}
     dtype: float32
 cases:
-  - {{task: afqmc, split: dev, model: smollm2}}
+  - {{task: afqmc, split: dev, model: smollm2, prompt: {prompt}}}
 """
 
 
@@ -97,6 +104,8 @@ def run_suite(folder: Path, spec: str, data: Path) -> tuple[float, dict]:
 
 def predictions(report: dict, task: str) -> dict[str, str]:
     case = next(case for case in report["cases"] if case["task"] == task)
+    if case["error"]:
+        raise SystemExit(f"{case['case_id']}: {case['error']}")
     lines = Path(case["predictions_file"]).read_text(encoding="utf-8").splitlines()
     return {str(row["id"]): row for row in map(json.loads, lines)}
 
