@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,22 @@ def hub_offline() -> bool:
     )
 
 
+# Device files that CUDA (NVIDIA), ROCm and WSL's GPU bridge need; torch.cuda sees a GPU only
+# through one of them.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
 def device_type(name: str) -> str:
     """Return the device type the model runs on ("cpu", "cuda", "mps"), resolving "auto"."""
     if name == "auto":
-        name = select_device(name)
+        # A rerun served from the cache never loads the model, and importing torch to ask
+        # for a GPU would cost it about 2 s; on Linux without GPU device files the answer is cpu.
+        name = "cpu" if no_gpu_device_files() else select_device(name)
     return name.split(":", 1)[0]
+
+
+def no_gpu_device_files() -> bool:
+    return sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_DEVICE_FILES))
 
 
 def installed_version(distribution: str) -> str | None:
