@@ -27,8 +27,9 @@ import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-LMEVAL_VENV = Path("/work/venvs/lmeval")
-MTEB_VENV = Path("/work/venvs/mteb")
+# The peers run from their own virtual environments, so their pins never meet the harness's.
+LMEVAL_VENV = Path(os.environ.get("LMEVAL_VENV", "/work/venvs/lmeval"))
+MTEB_VENV = Path(os.environ.get("MTEB_VENV", "/work/venvs/mteb"))
 
 # Tests and benchmarks never reach a model hub; every model comes from a local folder.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -1,7 +1,8 @@
 """Render docs/benchmarks.md from the JSON files in benchmarks/results/.
 
-Every number on the page comes from those files. A benchmark without a file is listed as
-not run, and one whose run failed shows its error.
+Every number in the generated sections comes from those files. A benchmark without a file
+is listed as not run, and one whose run failed shows its error. The hand-written
+benchmarks/notes.md, when present, is appended as the last section.
 
     python benchmarks/render.py [--results-dir DIR] [--output FILE]
 """
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Hand-written analysis of the results, appended to the generated page.
+NOTES = REPO_ROOT / "benchmarks" / "notes.md"
 ORDER = ("lm_eval", "mteb", "classifier", "cache", "memory", "scaling")
 TITLES = {
     "lm_eval": "Against lm-evaluation-harness: gemma-3-270m, AFQMC dev",
@@ -154,6 +157,19 @@ def render_cache(result: dict[str, Any]) -> list[str]:
         f"- first run / rerun: **{result['first_over_rerun']:.1f}×** (target ≥ "
         f"{result['target_first_over_rerun']:.0f}×: {verdict(result['meets_target'])})",
         f"- requests served from the cache in each rerun: {', '.join(str(value) for value in cached)}",
+        *render_before(result),
+    ]
+
+
+def render_before(result: dict[str, Any]) -> list[str]:
+    """Render the medians recorded before a change to the harness, when the result keeps them."""
+    before = result.get("before")
+    if not before:
+        return []
+    medians = before["median_wall_seconds"]
+    return [
+        f"- before {before['change']}: first run {seconds(medians['first_run'])}, rerun "
+        f"{seconds(medians['rerun'])}, **{before['first_over_rerun']:.1f}×**",
     ]
 
 
@@ -223,10 +239,17 @@ def render_scaling(result: dict[str, Any]) -> list[str]:
         "",
         f"- least-squares fit: start-up {seconds(result['fitted_startup_seconds'])}, "
         f"{result['fitted_seconds_per_example'] * 1e3:.3f} ms per example",
-        f"- marginal time per example, 1×→4× and 4×→16×: {marginal}; spread "
-        f"{result['marginal_spread']:.1%} (linear within {result['linearity_tolerance']:.0%}: "
-        f"{'yes' if result['linear_within_tolerance'] else '**no**'})",
+        f"- marginal wall time per example, 1×→4× and 4×→16×: {marginal}; spread "
+        f"{result['marginal_spread']:.1%}",
     ]
+    if "eval_seconds_per_example" in result:
+        each = ", ".join(f"{value * 1e3:.3f} ms" for value in result["eval_seconds_per_example"])
+        lines.append(
+            f"- the case's own evaluation time per example (no start-up, no model load) at "
+            f"1×, 4×, 16×: {each}; spread {result['eval_spread']:.1%} (linear within "
+            f"{result['linearity_tolerance']:.0%}: "
+            f"{'yes' if result['linear_within_tolerance'] else '**no**'})"
+        )
     return lines
 
 
@@ -306,6 +329,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             "",
             f"Started {payload['started']}, took {payload['suite_seconds']:.0f} s in all.",
         ]
+    if NOTES.is_file():
+        lines += ["", NOTES.read_text(encoding="utf-8").rstrip()]
     return "\n".join(lines) + "\n"
 
 
