@@ -77,13 +77,15 @@ def source_fingerprint(config: ModelConfig, hashes: FileHashes, cache_root: Path
         if config.packaged in PACKAGED and PACKAGED[config.packaged].gguf:
             return {"gguf_sha256": expected_gguf_sha256(config.packaged)}
         located = locate_packaged(config.packaged, cache_root, assemble=False)
-        return {"weights_sha256": hashes.folder_digest(located.folder)}
+        return {"folder_sha256": hashes.folder_digest(located.folder)}
 
     folder = Path(config.path or "").expanduser()
     if folder.is_dir():
         if config.gguf_file:
             return {"gguf_sha256": hashes.digest(folder / config.gguf_file)}
-        return {"weights_sha256": hashes.folder_digest(folder)}
+        # Every file counts (config and tokenizer change outputs too), unlike the
+        # provenance's weights_sha256, which covers the weight files only.
+        return {"folder_sha256": hashes.folder_digest(folder)}
     return {"commit": hub_commit(config.path or "", config.revision)}
 
 
