@@ -10,7 +10,6 @@ context lines with the question and each option. Accuracy is over questions.
 from __future__ import annotations
 
 import math
-import random
 import time
 
 from harness.backends.base import Backend, ChoiceRequest, MultipleChoiceRequest
@@ -25,20 +24,12 @@ from harness.evaluators.base import (
     input_digest,
     new_result,
 )
-from harness.evaluators.classification import argmax, normalise, validate_prompting
+from harness.evaluators.classification import argmax, normalised_scores, validate_prompting
 from harness.metrics.classification import accuracy
 from harness.outputs import dumps_line
 from harness.results import CaseResult
-from harness.tasks.c3 import C3Question, C3Task, LoadedC3, load_c3
-from harness.tasks.prompting import SHOT_SEPARATOR, fill
-
-
-def select_shots(pool: list[C3Question], count: int, seed: int) -> list[C3Question]:
-    """Draw `count` labelled questions with a seeded generator."""
-    labelled = [question for question in pool if question.gold is not None]
-    if count > len(labelled):
-        raise ValueError(f"{count} few-shot examples requested but the split has {len(labelled)}")
-    return random.Random(seed).sample(labelled, count)
+from harness.tasks.c3 import C3Task, LoadedC3, load_c3
+from harness.tasks.prompting import SHOT_SEPARATOR, fill, select_shots
 
 
 class MultipleChoiceEvaluator(Evaluator):
@@ -143,19 +134,10 @@ class MultipleChoiceEvaluator(Evaluator):
         ]
         outputs = backend.loglikelihood(requests, progress)
 
-        scores = []
-        for request, output in zip(requests, outputs):
-            values = normalise(
-                output.loglikelihoods,
-                output.token_counts,
-                request.continuations,
-                case.length_normalization,
-            )
-            if not all(math.isfinite(value) for value in values):
-                raise BackendError(
-                    f"case {case.id}: the model returned a non-finite log-likelihood"
-                )
-            scores.append(values)
+        scores = [
+            normalised_scores(case, output, request.continuations)
+            for request, output in zip(requests, outputs)
+        ]
         return [request.context for request in requests], scores
 
     def _by_choice(self, selected, backend, progress):

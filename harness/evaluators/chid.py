@@ -42,7 +42,7 @@ from harness.evaluators.base import (
     input_digest,
     new_result,
 )
-from harness.evaluators.classification import argmax, normalise
+from harness.evaluators.classification import argmax, normalised_scores
 from harness.metrics.classification import accuracy
 from harness.outputs import dumps_line
 from harness.results import CaseResult
@@ -222,19 +222,10 @@ class ClozeEvaluator(Evaluator):
             requests.append(ChoiceRequest(before or EMPTY_CONTEXT, continuations))
         outputs = backend.loglikelihood(requests, progress)
 
-        scores = []
-        for request, output in zip(requests, outputs):
-            values = normalise(
-                output.loglikelihoods,
-                output.token_counts,
-                request.continuations,
-                case.length_normalization,
-            )
-            if not all(math.isfinite(value) for value in values):
-                raise BackendError(
-                    f"case {case.id}: the model returned a non-finite log-likelihood"
-                )
-            scores.append(values)
+        scores = [
+            normalised_scores(case, output, request.continuations)
+            for request, output in zip(requests, outputs)
+        ]
         inputs = [request.context + "\n" + "\n".join(request.continuations) for request in requests]
         return inputs, scores
 

@@ -109,6 +109,14 @@ def normalise(
     return list(scores)
 
 
+def normalised_scores(case: CaseConfig, output: Any, words: Sequence[str]) -> list[float]:
+    """Normalise one request's log-likelihoods as the case asks, rejecting non-finite ones."""
+    values = normalise(output.loglikelihoods, output.token_counts, words, case.length_normalization)
+    if not all(math.isfinite(value) for value in values):
+        raise BackendError(f"case {case.id}: the model returned a non-finite log-likelihood")
+    return values
+
+
 def argmax(values: Sequence[float]) -> int:
     """Index of the largest value; ties go to the earliest, so results never depend on order."""
     return max(range(len(values)), key=lambda index: (values[index], -index))
@@ -286,13 +294,7 @@ class ClassificationEvaluator(Evaluator):
         predictions = []
         scores = []
         for output in outputs:
-            values = normalise(
-                output.loglikelihoods, output.token_counts, words, case.length_normalization
-            )
-            if not all(math.isfinite(value) for value in values):
-                raise BackendError(
-                    f"case {case.id}: the model returned a non-finite log-likelihood"
-                )
+            values = normalised_scores(case, output, words)
             predictions.append(task.label_ids[argmax(values)])
             scores.append(values)
         return predictions, prompts, scores
