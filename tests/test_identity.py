@@ -25,11 +25,11 @@ def test_gpu_device_file_asks_torch(monkeypatch, tmp_path):
     device_file = tmp_path / "nvidiactl"
     device_file.touch()
     monkeypatch.setattr(identity, "GPU_DEVICE_FILES", (str(device_file),))
-    asked = []
-    monkeypatch.setattr(identity, "select_device", lambda name: asked.append(name) or "cuda")
+    requested = []
+    monkeypatch.setattr(identity, "select_device", lambda name: requested.append(name) or "cuda")
 
     assert identity.device_type("auto") == "cuda"
-    assert asked == ["auto"]
+    assert requested == ["auto"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GPU device files are Linux's")

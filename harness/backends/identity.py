@@ -136,16 +136,16 @@ def hub_offline() -> bool:
     )
 
 
-# Device files that CUDA (NVIDIA), ROCm and WSL's GPU bridge need; torch.cuda sees a GPU only
-# through one of them.
+# Device files that CUDA (NVIDIA), ROCm and WSL's GPU bridge need. Without one of them,
+# torch.cuda finds no GPU.
 GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
 
 
 def device_type(name: str) -> str:
     """Return the device type the model runs on ("cpu", "cuda", "mps"), resolving "auto"."""
     if name == "auto":
-        # A rerun served from the cache never loads the model, and importing torch to ask
-        # for a GPU would cost it about 2 s; on Linux without GPU device files the answer is cpu.
+        # A rerun served from the cache never loads the model, and importing torch only to
+        # check for a GPU costs it about 2 s. On Linux without GPU device files the device is cpu.
         name = "cpu" if no_gpu_device_files() else select_device(name)
     return name.split(":", 1)[0]
 

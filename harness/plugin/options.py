@@ -66,7 +66,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--clue-prediction-cache",
         metavar="DIR",
-        help="folder of cached model answers, reused by reruns "
+        help="folder of cached backend results, reused by reruns "
         "(default: $CLUE_PREDICTION_CACHE, then the predictions folder of --clue-cache-dir)",
     )
     group.addoption(
